@@ -1,0 +1,1 @@
+"""Subcommands of the ``llmtwin`` CLI, one module each (see shared/cli.py)."""
