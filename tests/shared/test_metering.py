@@ -71,3 +71,45 @@ def test_meter_accumulates_per_tenant_direction_and_type() -> None:
 def test_negative_sizes_are_rejected() -> None:
     with pytest.raises(ValueError):
         zmtp_frame_bytes(-1)
+
+
+def test_model_matches_the_kernels_byte_count_on_a_real_curve_connection() -> None:
+    """The framing model is exact: a ROUTER's TCP_INFO bytes_received equals handshake + messages."""
+    import os
+    import socket
+    import struct
+
+    import zmq
+    from zmq.utils.monitor import recv_monitor_message
+
+    ctx = zmq.Context()
+    server_pub, server_sec = zmq.curve_keypair()
+    client_pub, client_sec = zmq.curve_keypair()
+    router = ctx.socket(zmq.ROUTER)
+    dealer = ctx.socket(zmq.DEALER)
+    try:
+        router.curve_server = True
+        router.curve_secretkey = server_sec
+        router.curve_publickey = server_pub
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        monitor = router.get_monitor_socket(zmq.EVENT_ACCEPTED)
+        dealer.curve_serverkey = server_pub
+        dealer.curve_publickey = client_pub
+        dealer.curve_secretkey = client_sec
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        fd = recv_monitor_message(monitor)["value"]
+        tcp = socket.socket(fileno=os.dup(fd))
+        sizes = [[5, 22, 300], [5, 22, 10], [5, 40, 1000], [5, 22, 60_000]]
+        for frames in sizes:
+            dealer.send_multipart([b"x" * n for n in frames])
+            router.recv_multipart()  # the bytes are in the kernel's count once the message is read
+        raw = tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+        received = struct.unpack_from("Q", raw, 128)[0]  # tcpi_bytes_received
+        tcp.close()
+        monitor.close(linger=0)
+    finally:
+        dealer.close(linger=0)
+        router.close(linger=0)
+        ctx.term()
+    up, _ = handshake_bytes()
+    assert received == up + sum(message_wire_bytes(f) for f in sizes)
