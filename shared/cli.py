@@ -16,7 +16,11 @@ from collections.abc import Callable, Sequence
 
 from shared.errors import TwinError
 
-COMMANDS: tuple[str, ...] = ("shared.commands.config_cmd",)
+COMMANDS: tuple[str, ...] = (
+    "shared.commands.config_cmd",
+    "shared.commands.scenario_cmd",
+    "shared.commands.keys_cmd",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -20,8 +20,12 @@ Every failure the system reports to a user or a peer is one of these classes. Lo
         │   ├── FrameCountError           wrong number of frames
         │   ├── HeaderError               header not msgpack, too large, wrong schema
         │   ├── SchemaError               body does not match the message schema
-        │   └── SemanticError             schema-valid but outside semantic limits
+        │   ├── SemanticError             schema-valid but outside semantic limits
+        │   ├── AdapterRejected           uploaded adapter failed verification
+        │   └── UploadGap                 chunk offset beyond the bytes received
+        ├── Forbidden         403   authenticated tenant may not touch this resource
         ├── UnknownRequest    404   FETCH of a rid the gateway does not know
+        │   ├── UnknownUpload, UnknownTwin
         ├── InFlight          409   duplicate rid whose first execution is still running
         ├── TooLarge          413   frame, header, body or declared size above a limit
         ├── Unsupported       415   signature, version, command or codec not supported
@@ -30,7 +34,6 @@ Every failure the system reports to a user or a peer is one of these classes. Lo
         │   ├── CompressionBomb           declared size / ratio above the limit
         │   └── SizeMismatch              output differs from the declared size
         ├── RateLimited       429   token bucket / queue / in-flight cap (retry_after_ms)
-        ├── Forbidden         403   authenticated tenant may not touch this resource
         ├── InternalError     500   our bug; never carries input bytes
         ├── AdapterUnavailable 503  the twin has no servable adapter right now
         └── DeadlineExceeded  504   the request's deadline passed before completion
@@ -145,6 +148,18 @@ class SemanticError(BadRequest):
     code = "bad_value"
 
 
+class AdapterRejected(BadRequest):
+    """An uploaded adapter failed verification (hash, base, shapes, values, manifest)."""
+
+    code = "adapter_rejected"
+
+
+class UploadGap(BadRequest):
+    """A chunk's offset is beyond the bytes received so far: resend from ``received``."""
+
+    code = "upload_gap"
+
+
 class Forbidden(WireError):
     status = 403
     code = "forbidden"
@@ -153,6 +168,14 @@ class Forbidden(WireError):
 class UnknownRequest(WireError):
     status = 404
     code = "unknown_rid"
+
+
+class UnknownUpload(UnknownRequest):
+    code = "unknown_upload"
+
+
+class UnknownTwin(UnknownRequest):
+    code = "unknown_twin"
 
 
 class InFlight(WireError):

@@ -37,3 +37,16 @@ def test_console_script_runs_without_heavy_imports() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code, str(ROOT / "firmware_configs" / "gateway.toml")], check=True)
+
+
+def test_scenario_generate_is_byte_identical(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["scenario", "generate", "--hours", "2", "--out", str(a)]) == 0
+    assert main(["scenario", "generate", "--hours", "2", "--out", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    ha = tmp_path / "trace.jsonl"
+    assert main(["scenario", "generate", "--hours", "1", "--format", "ha-jsonl", "--out", str(ha)]) == 0
+    first = ha.read_text().splitlines()[0]
+    assert '"entity_id"' in first and '"last_changed"' in first
+    assert main(["scenario", "summary"]) == 0
+    assert "3 homes" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from shared.config.edge import ZMQ_ENDPOINT, AdminSection, LogSection, Seconds
 from shared.protocol.limits import Limits
+from shared.protocol.messages import TWIN_ID_RE
 from shared.typed import FieldError, Length, Pattern, Range
 
 
@@ -30,6 +31,7 @@ class ModelSection:
     max_rank: Annotated[int, Range(1, 256)] = 16
     bank_slots: Annotated[int, Range(2, 100_000)] = 64
     bank_dtype: Literal["float32", "float16"] = "float32"
+    max_context_tokens: Annotated[int, Range(64, 32768)] = 2048  # prompt + new tokens per request
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,27 @@ class StorageSection:
     resident_budget_mb: Annotated[int, Range(1, 1 << 20)] = 512
 
 
+TwinList = Annotated[tuple[Annotated[str, Length(1, 64), Pattern(TWIN_ID_RE)], ...], Length(1, 100_000)]
+
+
+@dataclass(frozen=True, slots=True)
+class SharingSection:
+    """Who is in which circle. Owners choose per prompt whether to share; the operator draws circles."""
+
+    groups: Annotated[dict[str, TwinList], Length(0, 100_000)] = field(default_factory=dict)
+    regions: Annotated[dict[str, TwinList], Length(0, 10_000)] = field(default_factory=dict)
+    pinned: Annotated[tuple[Annotated[str, Pattern(TWIN_ID_RE)], ...], Length(0, 1024)] = ()
+
+    def validate(self) -> None:
+        for name, table in (("groups", self.groups), ("regions", self.regions)):
+            seen: dict[str, str] = {}
+            for circle, twins in table.items():
+                for twin in twins:
+                    if twin in seen:
+                        raise FieldError(f"{name}.{circle}", twin, f"twin is already in {name}.{seen[twin]}")
+                    seen[twin] = circle
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerSection
@@ -62,6 +85,7 @@ class GatewayConfig:
     model: ModelSection = ModelSection()
     batching: BatchingSection = BatchingSection()
     admission: AdmissionSection = AdmissionSection()
+    sharing: SharingSection = field(default_factory=SharingSection)
     limits: Limits = field(default_factory=Limits)
     admin: AdminSection = field(default_factory=lambda: AdminSection(port=8766))
     log: LogSection = field(default_factory=LogSection)

@@ -11,10 +11,12 @@ from shared.protocol.codec import (
     decode_result,
     encode,
     encode_result,
+    pack_body,
     peek_rid,
+    unpack_body,
 )
 from shared.protocol.limits import DEFAULT_LIMITS, Limits
-from shared.protocol.messages import BY_TAG, REPLIES, REQUESTS, Message
+from shared.protocol.messages import BY_TAG, REPLIES, REQUESTS, Message, type_name
 
 __all__ = [
     "BY_TAG",
@@ -33,5 +35,8 @@ __all__ = [
     "decode_result",
     "encode",
     "encode_result",
+    "pack_body",
     "peek_rid",
+    "type_name",
+    "unpack_body",
 ]

@@ -148,6 +148,19 @@ def encode_result(result: object) -> bytes:
     return _pack(to_plain(result, omit_defaults=True))
 
 
+def pack_body(message: Message) -> bytes:
+    """The msgpack body of a message (what idempotency stores to replay a reply)."""
+    return _pack(to_plain(message, omit_defaults=True))
+
+
+def unpack_body(tag: int, body: bytes, limits: Limits = DEFAULT_LIMITS) -> Message:
+    """The message of a stored body (strictly decoded, like a received one)."""
+    cls = BY_TAG.get(tag)
+    if cls is None:
+        raise UnknownCommand(f"command 0x{tag:02x} is unknown")
+    return _decode_struct(cls, body, limits, max_bytes=len(body))
+
+
 def _pack(plain: Any) -> bytes:
     return msgpack.packb(plain, use_bin_type=True)  # type: ignore[no-any-return]
 

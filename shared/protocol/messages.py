@@ -255,3 +255,15 @@ REQUESTS: tuple[type[Message], ...] = (
 )
 REPLIES: tuple[type[Message], ...] = (Accepted, Partial, Final, Error, Pong)
 BY_TAG: dict[int, type[Message]] = {cls.TAG: cls for cls in REQUESTS + REPLIES}
+# Message type names used in metering, logs and metrics labels.
+TYPE_NAMES: dict[type[Message], str] = {
+    Hello: "hello", StateUpload: "state", AdapterBegin: "adapter_begin", AdapterChunk: "adapter_chunk",
+    AdapterCommit: "adapter_commit", Query: "query", InterQuery: "inter_query", Fetch: "fetch",
+    Ping: "ping", Stats: "stats", Accepted: "accepted", Partial: "partial", Final: "final",
+    Error: "error", Pong: "pong",
+}
+
+
+def type_name(message: Message | type[Message]) -> str:
+    cls = message if isinstance(message, type) else type(message)
+    return TYPE_NAMES[cls]
