@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint typecheck unit clean
+.PHONY: venv test lint typecheck unit demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,5 +25,9 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Gateway + three simulated homes on the real model (SmolLM2-135M, prepared into the cache once).
+demo: $(STAMP)
+	$(BIN)/llmtwin demo --work .demo
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .demo .mypy_cache .ruff_cache .pytest_cache *.egg-info

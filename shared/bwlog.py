@@ -30,8 +30,9 @@ class BandwidthLog:
         self.path = path
         self.side = side
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                       encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._listener = logging.handlers.QueueListener(self._queue, handler)
         self._handler = handler
@@ -48,16 +49,39 @@ class BandwidthLog:
             self._started = False
         self._handler.close()
 
-    def message(self, *, tenant: str, twin: str, direction: str, msg_type: str, rid: bytes,
-                payload: int, compressed: int, frame: int, ts: float | None = None) -> None:
-        self.write({
-            "tenant": tenant, "twin": twin, "dir": direction, "type": msg_type, "rid": rid.hex(),
-            "payload": payload, "compressed": compressed, "frame": frame,
-        }, ts=ts)
+    def message(
+        self,
+        *,
+        tenant: str,
+        twin: str,
+        direction: str,
+        msg_type: str,
+        rid: bytes,
+        payload: int,
+        compressed: int,
+        frame: int,
+        ts: float | None = None,
+    ) -> None:
+        self.write(
+            {
+                "tenant": tenant,
+                "twin": twin,
+                "dir": direction,
+                "type": msg_type,
+                "rid": rid.hex(),
+                "payload": payload,
+                "compressed": compressed,
+                "frame": frame,
+            },
+            ts=ts,
+        )
 
     def write(self, fields: dict[str, object], *, ts: float | None = None) -> None:
-        record: dict[str, object] = {"v": SCHEMA_VERSION, "ts": round(time.time() if ts is None else ts, 6),
-                                     "side": self.side}
+        record: dict[str, object] = {
+            "v": SCHEMA_VERSION,
+            "ts": round(time.time() if ts is None else ts, 6),
+            "side": self.side,
+        }
         record.update(fields)
         line = json.dumps(record, separators=(",", ":"), sort_keys=False)
         self._queue.put(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))

@@ -20,6 +20,12 @@ COMMANDS: tuple[str, ...] = (
     "shared.commands.config_cmd",
     "shared.commands.scenario_cmd",
     "shared.commands.keys_cmd",
+    "shared.commands.model_cmd",
+    "shared.commands.gateway_cmd",
+    "shared.commands.edge_cmd",
+    "shared.commands.query_cmd",
+    "shared.commands.demo_cmd",
+    "shared.commands.bench_cmd",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -98,8 +98,9 @@ class Registry:
     def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Metric:
         return self._add(Metric(name, help, tuple(labels), "gauge"))
 
-    def histogram(self, name: str, help: str, buckets: Sequence[float],
-                  labels: Sequence[str] = ()) -> Histogram:
+    def histogram(
+        self, name: str, help: str, buckets: Sequence[float], labels: Sequence[str] = ()
+    ) -> Histogram:
         return self._add(Histogram(name, help, tuple(buckets), tuple(labels)))
 
     def _add(self, metric: M) -> M:

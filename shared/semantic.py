@@ -134,7 +134,7 @@ def _encode_record(s: EntityState, prefix: str) -> str:
     code = DOMAIN_CODES.get(domain)
     if code is None or not obj or _OBJECT_RE.fullmatch(obj) is None:
         raise SemanticError(f"entity id {s.entity_id[:60]!r} is not <known domain>.<object id>")
-    head = f"{code}.{obj[len(prefix):]}" if obj.startswith(prefix) else f"{code}!{obj}"
+    head = f"{code}.{obj[len(prefix) :]}" if obj.startswith(prefix) else f"{code}!{obj}"
     if s.state is None:
         return f"{head} {UNAVAILABLE}"
     parts = [head, STATE_CODES.get(s.state) or _escape(s.state, reserved=_STATE_NAMES)]
@@ -274,3 +274,14 @@ def _render_one(s: EntityState, prefix: str) -> str:
         text = value if isinstance(value, str) else format_value(value)
         parts.append(f"{attr.replace('_', ' ')} {text}{_UNITS.get(attr, '')}")
     return f"{name} ({domain.replace('_', ' ')}): " + ", ".join(parts)
+
+
+def merge_deltas(texts: Iterable[str], twin_id: str) -> str:
+    """One delta equivalent to applying ``texts`` (deltas, oldest first) in order."""
+    merged: dict[str, EntityState] = {}
+    for text in texts:
+        prompt = decode_prompt(text, twin_id)
+        if prompt.kind != "D":
+            raise SemanticError("only deltas can be merged; a keyframe supersedes them instead")
+        merged = apply(merged, prompt)
+    return encode_prompt("D", [merged[k] for k in sorted(merged)], twin_id)

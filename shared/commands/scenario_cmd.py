@@ -15,8 +15,10 @@ from shared.scenario import generate, state_objects
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser("scenario", help="the seeded smart-home scenario")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for name, handler, text in (("generate", _generate, "write the scenario to a file"),
-                                ("summary", _summary, "print counts per home and domain")):
+    for name, handler, text in (
+        ("generate", _generate, "write the scenario to a file"),
+        ("summary", _summary, "print counts per home and domain"),
+    ):
         p = actions.add_parser(name, help=text)
         p.add_argument("--seed", type=int, default=7)
         p.add_argument("--homes", type=int, default=3)
@@ -24,8 +26,12 @@ def register(sub: Any) -> None:
         p.set_defaults(handler=handler)
         if name == "generate":
             p.add_argument("--out", type=Path, required=True, help="output file")
-            p.add_argument("--format", choices=("json", "ha-jsonl"), default="json",
-                           help="canonical scenario JSON, or the trace as Home Assistant state objects")
+            p.add_argument(
+                "--format",
+                choices=("json", "ha-jsonl"),
+                default="json",
+                help="canonical scenario JSON, or the trace as Home Assistant state objects",
+            )
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -42,13 +48,17 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     scenario = generate(args.seed, args.homes, args.hours * 3600.0)
-    print(f"seed {scenario.seed}: {len(scenario.homes)} homes, {scenario.n_static_records:,} static records "
-          f"({sum(1 for f in scenario.static_facts() if f.sensitive)} sensitive), "
-          f"{len(scenario.trace):,} state changes over {scenario.duration_s / 3600:g} h")
+    print(
+        f"seed {scenario.seed}: {len(scenario.homes)} homes, {scenario.n_static_records:,} static records "
+        f"({sum(1 for f in scenario.static_facts() if f.sensitive)} sensitive), "
+        f"{len(scenario.trace):,} state changes over {scenario.duration_s / 3600:g} h"
+    )
     for home in scenario.homes:
         domains = Counter(e.domain for e in home.entities)
         facts = sum(len(e.static) for e in home.entities)
         listing = ", ".join(f"{d} {n}" for d, n in sorted(domains.items()))
-        print(f"  {home.home_id} ({home.group}, {home.region}): {len(home.entities)} entities, "
-              f"{facts} static records: {listing}")
+        print(
+            f"  {home.home_id} ({home.group}, {home.region}): {len(home.entities)} entities, "
+            f"{facts} static records: {listing}"
+        )
     return 0

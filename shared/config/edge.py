@@ -15,7 +15,7 @@ from shared.typed import FieldError, Length, Pattern, Range
 
 Seconds = Annotated[float, Range(0.001, 30 * 86400)]
 Port = Annotated[int, Range(1, 65535)]
-ZMQ_ENDPOINT = r"tcp://[A-Za-z0-9_.\-\[\]:]+:[0-9]{1,5}"
+ZMQ_ENDPOINT = r"tcp://[A-Za-z0-9_.\-\[\]:*]+:([0-9]{1,5}|\*)"
 ENTITY_ID = r"[a-z0-9_]+\.[a-z0-9_]+"
 
 
@@ -85,7 +85,7 @@ class MqttSource:
 class HttpSource:
     type: Literal["http"]
     host: Annotated[str, Length(1, 255)] = "127.0.0.1"
-    port: Port = 8124
+    port: Annotated[int, Range(0, 65535)] = 8124  # 0: pick a free port
     max_body_bytes: Annotated[int, Range(1024, 16 << 20)] = 1 << 20
     token_file: Path | None = None
 
@@ -115,6 +115,7 @@ Source = SimulatorSource | MqttSource | HttpSource | HomeAssistantSource | HostS
 class StateSection:
     """Which attributes are static (fine-tuned) or sensitive (never sent), beyond scenario markings."""
 
+    share: Literal["private", "group", "region"] = "private"  # who may see this twin's state prompts
     static_attributes: Annotated[tuple[str, ...], Length(0, 1024)] = ()
     sensitive_attributes: Annotated[tuple[str, ...], Length(0, 1024)] = ()
     deadbands: Annotated[dict[str, Annotated[float, Range(0, 1e9)]], Length(0, 256)] = field(

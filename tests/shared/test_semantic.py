@@ -100,3 +100,19 @@ def test_bad_prompts_name_the_line(text: str, line: str) -> None:
 def test_bad_entity_ids_are_refused() -> None:
     with pytest.raises(SemanticError):
         encode_prompt("D", [EntityState("weird.home1_x", "on")], "home1")
+
+
+def test_merge_deltas_equals_applying_them() -> None:
+    from shared.semantic import merge_deltas
+
+    d1 = encode_prompt("D", [LIGHT, TEMP], "home1")
+    d2 = encode_prompt(
+        "D",
+        [EntityState(LIGHT.entity_id, "on", (("brightness", 20),)), EntityState(TEMP.entity_id, None)],
+        "home1",
+    )
+    merged = decode_prompt(merge_deltas([d1, d2], "home1"), "home1")
+    direct = apply(apply({}, decode_prompt(d1, "home1")), decode_prompt(d2, "home1"))
+    assert {s.entity_id: s for s in merged.states} == direct
+    with pytest.raises(SemanticError):
+        merge_deltas([encode_prompt("K", [LIGHT], "home1")], "home1")

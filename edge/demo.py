@@ -1,0 +1,314 @@
+"""``llmtwin demo``: the whole system on one machine, the way a newcomer should first see it.
+
+A gateway and three simulated homes run as real processes (``llmtwin gateway`` / ``llmtwin edge``)
+with CURVE keys, SQLite files and the real base model. The homes replay the seeded scenario at an
+accelerated clock; once they have synced a few simulated hours, each twin is asked about its
+current state, one inter-twin question is asked, and a bandwidth summary is printed from the
+gateway's bandwidth log. Everything lives under one work folder; processes are stopped on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.client import ClientKeys, TwinClient
+from shared.keys import generate_keypair
+from shared.modelspec import default_cache_dir
+from shared.protocol import messages as m
+from shared.protocol.results import QueryResult
+from shared.scenario import generate
+
+HOMES = ("home1", "home2", "home3")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    work: Path
+    base: str = "smollm2-135m"
+    cache_dir: Path | None = None
+    speed: float = 240.0  # simulated seconds per real second
+    sync_hours: float = 2.0  # simulated time to sync before asking
+    tick_s: float = 60.0
+
+
+def say(step: str, text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {step:<10} {text}", flush=True)
+
+
+def run_demo(opts: DemoOptions) -> int:
+    cache = opts.cache_dir or default_cache_dir(os.environ)
+    work = opts.work
+    work.mkdir(parents=True, exist_ok=True)
+    say("model", f"preparing {opts.base} in {cache} (cached after the first run)")
+    _run([sys.executable, "-m", "shared", "model", "prepare", "--base", opts.base, "--cache-dir", str(cache)])
+    keys = _keys(work)
+    gw_port, admin_port = _free_port(), _free_port()
+    gateway_toml = _write_gateway(work, keys, cache, opts.base, gw_port, admin_port)
+    with _processes() as procs:
+        say("gateway", f"starting on tcp://127.0.0.1:{gw_port}")
+        procs.append(_spawn(work / "gateway.log", "gateway", "--config", str(gateway_toml)))
+        _wait_http(f"http://127.0.0.1:{admin_port}/readyz", procs[0], 300)
+        admin = {}
+        for i, home in enumerate(HOMES, start=1):
+            port = _free_port()
+            admin[home] = f"http://127.0.0.1:{port}"
+            profile = _write_edge(work, keys, home, i, gw_port, port, opts)
+            procs.append(_spawn(work / f"{home}.log", "edge", "--config", str(profile)))
+        say("homes", f"3 edge daemons replaying the scenario at {opts.speed:g}x ({', '.join(HOMES)})")
+        _wait_sync(admin, opts, procs)
+        asyncio.run(_questions(work, keys, gw_port))
+        _bandwidth(work / "gateway-data" / "bandwidth.jsonl", opts)
+    say("done", f"logs and state are in {work}; processes stopped")
+    return 0
+
+
+# ---- set-up -------------------------------------------------------------------------------------
+
+
+def _keys(work: Path) -> Path:
+    keys = work / "keys"
+    if not (keys / "server.key_secret").exists():
+        for name in ("server", *HOMES):
+            generate_keypair(keys, name, overwrite=True)
+    tenants = work / "tenants"
+    tenants.mkdir(exist_ok=True)
+    for home in HOMES:
+        (tenants / f"{home}.key").write_bytes((keys / f"{home}.key").read_bytes())
+    say("keys", f"CURVE keys for the gateway and {len(HOMES)} homes in {keys}")
+    return keys
+
+
+def _write_gateway(work: Path, keys: Path, cache: Path, base: str, port: int, admin: int) -> Path:
+    path = work / "gateway.toml"
+    path.write_text(f"""[server]
+bind = "tcp://127.0.0.1:{port}"
+server_secret_key = "{keys / "server.key_secret"}"
+tenants_dir = "{work / "tenants"}"
+[storage]
+data_dir = "{work / "gateway-data"}"
+[model]
+base = "{base}"
+cache_dir = "{cache}"
+threads = 2
+[batching]
+max_batch = 8
+max_wait_ms = 20
+[sharing]
+groups = {{ harbour-51 = {json.dumps(list(HOMES))} }}
+[admin]
+port = {admin}
+""")
+    return path
+
+
+def _write_edge(work: Path, keys: Path, home: str, index: int, gw_port: int, admin: int, opts: DemoOptions) -> Path:
+    path = work / f"{home}.toml"
+    path.write_text(f"""[device]
+twin_id = "{home}"
+profile = "demo-hub"
+arch = "x86_64"
+memory_mb = 8192
+cpu_cores = 2
+data_dir = "{work / (home + "-data")}"
+[gateway]
+endpoint = "tcp://127.0.0.1:{gw_port}"
+server_public_key = "{keys / "server.key"}"
+client_secret_key = "{keys / (home + ".key_secret")}"
+request_timeout_s = 10.0
+[sampling]
+tick_s = {opts.tick_s}
+keyframe_every_s = 3600.0
+[[sources]]
+type = "simulator"
+home = {index}
+speed = {opts.speed}
+[state]
+share = "group"
+sensitive_attributes = ["owner_name", "door_code", "presence_schedule", "alarm_pin", "wifi_password"]
+[admin]
+port = {admin}
+""")
+    return path
+
+
+# ---- processes ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        yield procs
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(procs):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _spawn(log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "shared", *args], stdout=out, stderr=subprocess.STDOUT)
+
+
+def _run(cmd: list[str]) -> None:
+    done = subprocess.run(cmd, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(cmd[2:])} failed with status {done.returncode}")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            data = json.load(response)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while _get_json(url) is None or not _get_json(url).get("ready", True):  # type: ignore[union-attr]
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: the process behind {url} exited (status {proc.returncode}); see its log")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {url} did not become ready in {limit_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _wait_sync(admin: dict[str, str], opts: DemoOptions, procs: list[subprocess.Popen[bytes]]) -> None:
+    needed = opts.sync_hours * 3600 / opts.tick_s
+    deadline = time.monotonic() + opts.sync_hours * 3600 / opts.speed * 3 + 120
+    last = ""
+    while True:
+        status = {home: _get_json(url + "/status") or {} for home, url in admin.items()}
+        ticks = {h: _dig(s, "pipeline", "ticks") for h, s in status.items()}
+        acked = {h: _dig(s, "uplink", "acked") for h, s in status.items()}
+        line = ", ".join(f"{h}: {ticks[h] * opts.tick_s / 3600:.1f} h, {acked[h]} prompts acked" for h in admin)
+        if line != last:
+            say("sync", line)
+            last = line
+        if all(t >= needed for t in ticks.values()) and all(a > 0 for a in acked.values()):
+            return
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("demo: a process exited early; see the logs in the work folder")
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: the homes did not sync in time")
+        time.sleep(1.0)
+
+
+def _dig(doc: Any, *path: str) -> int:
+    for key in path:
+        doc = doc.get(key) if isinstance(doc, dict) else None
+    return int(doc) if isinstance(doc, int | float) else 0
+
+
+# ---- questions and bandwidth ----------------------------------------------------------------------
+
+
+QUESTIONS = {
+    "home1": ["Is the front door locked?", "Which lights are on in the kitchen?"],
+    "home2": ["What is the temperature in the living room?"],
+    "home3": ["Is the TV playing?"],
+}
+
+
+async def _questions(work: Path, keys: Path, port: int) -> None:
+    endpoint = f"tcp://127.0.0.1:{port}"
+    for home, questions in QUESTIONS.items():
+        client_keys = ClientKeys.from_files(keys / "server.key", keys / f"{home}.key_secret")
+        async with TwinClient(endpoint, client_keys) as client:
+            for q in questions:
+                await _ask(client, home, m.Query(home, q, max_new_tokens=48))
+            if home == "home1":
+                await _ask(
+                    client,
+                    home,
+                    m.InterQuery(home, "What is the average light brightness in our group?", max_new_tokens=48),
+                )
+
+
+async def _ask(client: TwinClient, home: str, message: m.Query | m.InterQuery) -> None:
+    started = time.monotonic()
+    reply = (await client.request(message, timeout_s=300)).raise_for_error()
+    result = reply.result
+    assert isinstance(result, QueryResult)
+    kind = "inter-twin" if isinstance(message, m.InterQuery) else "twin"
+    say("ask", f"{home} ({kind}): {message.question}")
+    print(f"{'':21}→ {result.answer}")
+    for agg in result.aggregates:
+        print(f"{'':21}  computed: {agg.name} = {agg.value:g}{agg.unit} over {agg.n} entities")
+    twins = sorted({r.twin_id for r in result.used})
+    print(
+        f"{'':21}  context: {len(result.used)} prompts from {', '.join(twins) or 'none'}, "
+        f"adapter v{result.adapter_version}, {time.monotonic() - started:.1f} s"
+    )
+
+
+def _bandwidth(log: Path, opts: DemoOptions) -> None:
+    totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    with contextlib.suppress(FileNotFoundError), log.open() as fh:
+        for line in fh:
+            rec = json.loads(line)
+            row = totals[(rec["tenant"], rec["dir"])]
+            row[0] += 1
+            row[1] += rec["payload"]
+            row[2] += rec["compressed"]
+            row[3] += rec["frame"]
+    say("bandwidth", f"gateway log {log} (payload / compressed / on the wire, bytes)")
+    for (tenant, direction), (n, payload, compressed, frame) in sorted(totals.items()):
+        print(f"{'':21}{tenant:<8} {direction:<4} {n:6d} msgs {payload:10,d} {compressed:10,d} {frame:10,d}")
+    baseline = _raw_baseline_bytes(opts)
+    sent = sum(v[3] for (t, d), v in totals.items() if d == "in")
+    if sent:
+        say(
+            "bandwidth",
+            f"full JSON state every {opts.tick_s:g} s for the same {opts.sync_hours:g} h would be "
+            f"{baseline:,d} B: {baseline / sent:.0f}x more than the {sent:,d} B the homes sent (incl. queries)",
+        )
+
+
+def _raw_baseline_bytes(opts: DemoOptions) -> int:
+    """What a conventional twin would send: every entity's full state object at every tick."""
+    scenario = generate(7, 3, 86400.0)
+    states: dict[str, dict[str, object]] = {}
+    trace = iter(scenario.trace)
+    pending = next(trace, None)
+    total, t = 0, 0.0
+    while t <= opts.sync_hours * 3600:
+        while pending is not None and pending.ts_s <= t:
+            states[pending.entity_id] = {
+                "entity_id": pending.entity_id,
+                "state": pending.state,
+                "attributes": dict(pending.attributes),
+            }
+            pending = next(trace, None)
+        total += sum(len(json.dumps(s)) for s in states.values())
+        t += opts.tick_s
+    return total

@@ -1,0 +1,55 @@
+"""Accounting at the gateway: every message in and out, per tenant, direction and type.
+
+One place turns a message into counters (shared.metering), a bandwidth-log line (shared.bwlog) and
+Prometheus metrics, so the three never disagree.
+"""
+
+from __future__ import annotations
+
+from gateway.transport import Sent
+from shared.accounting import MessageAccounting
+from shared.bwlog import BandwidthLog
+from shared.metering import ByteMeter, Sample
+from shared.metrics import Registry
+from shared.protocol import Encoded, Envelope, type_name
+from shared.protocol import messages as m
+
+
+class Accounting:
+    def __init__(self, meter: ByteMeter, log: BandwidthLog | None, registry: Registry) -> None:
+        self.meter = meter
+        self.messages = MessageAccounting("llmtwin_gateway", meter, log, registry)
+        self.dropped_total = registry.counter(
+            "llmtwin_gateway_dropped_total",
+            "Messages refused or dropped before execution, by reason",
+            ("tenant", "code"),
+        )
+        self.send_failures = registry.counter(
+            "llmtwin_gateway_send_failures_total", "Replies that could not be delivered", ("reason",)
+        )
+        self.tokens_total = registry.counter(
+            "llmtwin_gateway_tokens_total", "Tokens billed per tenant", ("tenant", "kind")
+        )
+
+    def inbound(self, tenant: str, env: Envelope) -> None:
+        sample = Sample.of(env.sizes.payload, env.sizes.frames)
+        self.messages.record(tenant, _twin(env.message), "in", type_name(env.message), env.rid, sample)
+
+    def outbound(self, tenant: str, rid: bytes, reply: m.Message, encoded: Encoded, sent: Sent) -> None:
+        if sent is not Sent.OK:
+            self.send_failures.inc(sent.value)
+            return
+        sample = Sample.of(encoded.sizes.payload, encoded.sizes.frames)
+        self.messages.record(tenant, "", "out", type_name(reply), rid, sample)
+
+    def dropped(self, tenant: str, code: str) -> None:
+        self.dropped_total.inc(tenant, code)
+
+    def billed(self, tenant: str, tokens_in: int, tokens_out: int) -> None:
+        self.tokens_total.inc(tenant, "prompt", by=tokens_in)
+        self.tokens_total.inc(tenant, "completion", by=tokens_out)
+
+
+def _twin(message: m.Message) -> str:
+    twin = getattr(message, "twin_id", "")
+    return twin if isinstance(twin, str) else ""
