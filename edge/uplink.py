@@ -159,8 +159,7 @@ class Uplink:
             reply = await self._client.fetch(rid, timeout_s=timeout)
             if not (isinstance(reply.message, m.Error) and reply.message.status == 404):
                 return reply
-        seq = message.seq if isinstance(message, m.StateUpload) else 0
-        return await self._client.request(message, rid=rid, timeout_s=timeout, attempt=min(attempt, 255), seq=seq)
+        return await self._client.request(message, rid=rid, timeout_s=timeout, attempt=min(attempt, 255))
 
     async def _backoff(self, attempt: int, retry_after_ms: int) -> None:
         base = min(self._link.backoff_max_s, self._link.backoff_initial_s * 2 ** min(attempt, 30))

@@ -81,7 +81,7 @@ class Dispatcher:
         tenant = inbound.tenant
         try:
             if inbound.parts != len(inbound.frames):
-                raise FrameCountError(f"expected 3 frames, got {inbound.parts}")
+                raise FrameCountError(f"expected 1 frame, got {inbound.parts}")
             env = decode(inbound.frames, side="request", limits=self._limits)
         except WireError as exc:
             self._acct.dropped(tenant, exc.code)
@@ -93,7 +93,7 @@ class Dispatcher:
 
     async def _refuse_revoked(self, inbound: Inbound) -> None:
         self._acct.dropped("<revoked>", "revoked")
-        rid = peek_rid(inbound.frames, self._limits) if inbound.parts == 3 else None
+        rid = peek_rid(inbound.frames, self._limits) if inbound.parts == 1 else None
         if rid is not None:
             await self._send("<revoked>", inbound.peer, rid, _error(Forbidden("key revoked or unknown")))
 

@@ -95,7 +95,7 @@ class Handlers:
     async def state(self, tenant: str, msg: m.StateUpload) -> StateAck:
         self.check_owner(tenant, msg.twin_id)
         stored = await self._db.run(PromptStore.put, msg, self._now_ms())
-        return StateAck(msg.twin_id, msg.seq, stored)
+        return StateAck(msg.seq, stored)
 
     async def adapter_begin(self, tenant: str, msg: m.AdapterBegin) -> UploadStatus:
         self.check_owner(tenant, msg.twin_id)

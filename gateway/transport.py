@@ -2,7 +2,7 @@
 
 Socket hygiene from DESIGN §6: ZAP domain enforced, ROUTER_MANDATORY (a full or vanished peer is an
 error we count, not a silent drop), bounded HWMs, MAXMSGSIZE per frame, linger 0. Messages are read
-part by part and anything after the fourth part is discarded while it is read, so a hostile
+part by part and anything after the second part is discarded while it is read, so a hostile
 10,000-part message never becomes a 10,000-element list in Python.
 """
 
@@ -20,8 +20,8 @@ from shared.config.gateway import ServerSection
 
 log = logging.getLogger(__name__)
 
-# Protocol messages have 3 parts; keep one more so the codec can report a frame-count error.
-KEEP_PARTS = 4
+# Protocol messages are one part; keep one more so a frame-count error can be reported.
+KEEP_PARTS = 2
 
 
 @dataclass(frozen=True, slots=True)

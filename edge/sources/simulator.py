@@ -45,6 +45,7 @@ class Simulator(Source):
             raise SourceError(f"simulator: home {self.home.home_id} has an empty trace")
         self._epoch = datetime.fromisoformat(self.scenario.start_iso).timestamp()
         self._speed = cfg.speed
+        self._start_s = cfg.start_h * 3600.0
         self._clock = clock
         self._lap = 0
         self._index = 0
@@ -77,9 +78,16 @@ class Simulator(Source):
         return out
 
     async def run(self, sink: Sink) -> None:
-        """Replay in (scaled) real time; a restart continues where the previous run stopped."""
-        anchor = self._clock.monotonic() - self._position / self._speed
+        """Replay in (scaled) real time; a restart continues where the previous run stopped.
+
+        The first run starts ``start_h`` into the scenario: everything before it arrives at once,
+        so the state is complete from the first tick.
+        """
         announce_up(sink)
+        if self._position < self._start_s:
+            for reading in self.readings_until(self._start_s):
+                sink(reading)
+        anchor = self._clock.monotonic() - self._position / self._speed
         while True:
             at = self.next_time_s()
             delay = anchor + at / self._speed - self._clock.monotonic()

@@ -57,6 +57,7 @@ class SimulatorSource:
     seed: Annotated[int, Range(0, 2**31)] = 7
     homes: Annotated[int, Range(1, 500)] = 3
     speed: Annotated[float, Range(0.001, 100_000)] = 1.0  # simulated seconds per real second
+    start_h: Annotated[float, Range(0.0, 24.0 * 31)] = 0.0  # start the replay this far into the scenario
 
     def validate(self) -> None:
         if self.home > self.homes:

@@ -29,9 +29,10 @@ class HelloResult:
 
 @dataclass(frozen=True, slots=True)
 class StateAck:
-    twin_id: m.TwinId
+    """Kept small: one of these answers every state prompt (the rid names the request)."""
+
     seq: U63
-    stored: bool  # False: an older or duplicate seq, already held
+    stored: bool = True  # False: this seq was already held (a duplicate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from twin_harness import Env, make_env, running, until
 
 from edge.client import Reply, TwinClient
 from shared.errors import Forbidden
-from shared.protocol import encode
+from shared.protocol import DEFAULT_LIMITS, codec, encode
 from shared.protocol import messages as m
 from shared.protocol.results import HelloResult, QueryResult, StateAck
 from shared.semantic import EntityState, encode_prompt
@@ -125,10 +125,11 @@ async def test_bad_input_gets_codes_and_the_gateway_keeps_serving(env: Env) -> N
     async with running(env.cfg) as gw, TwinClient(gw.endpoint, env.client_keys("home1")) as c:
         assert c._sock is not None
         rid = os.urandom(16)
-        frames = encode(m.Ping(), rid=rid).frames
-        await c._sock.send_multipart([frames[0]])  # one frame: no rid, dropped and counted
-        await c._sock.send_multipart([b"LTW1\x06", frames[1], b"\xc1"])  # bad body: 400 with our rid
+        (frame,) = encode(m.Ping(), rid=rid).frames
+        await c._sock.send_multipart([frame, frame])  # two frames: no trustworthy rid, dropped and counted
+        head, _ = codec._split(frame, DEFAULT_LIMITS)
         waiter = c._expect(rid)
+        await c._sock.send_multipart([codec.pack_frame(b"LTW1\x06", bytes(head), b"\xc1")])  # bad body: 400
         reply = await asyncio.wait_for(waiter, 10)
         assert isinstance(reply.message, m.Error) and reply.message.code == "bad_schema"
         too_many = await c.request(m.Query("home1", "q", max_new_tokens=100_000))

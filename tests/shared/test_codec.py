@@ -79,10 +79,10 @@ def message_strategy() -> st.SearchStrategy[m.Message]:
 @given(message_strategy(), st.binary(min_size=16, max_size=16), st.integers(0, 2**63 - 1))
 def test_every_message_round_trips(message: m.Message, rid: bytes, seq: int) -> None:
     side: Literal["request", "reply"] = "request" if message.TAG < 0x80 else "reply"
-    frames = encode(message, rid=rid, seq=seq).frames
+    (frame,) = encode(message, rid=rid, seq=seq).frames
     # decode checks schema only; semantic limits are exercised separately below
-    sig, head, body = frames
-    cls = codec._check_signature(sig, side)
+    cls = codec._check_signature(frame[:5], side)
+    head, body = codec._split(frame, DEFAULT_LIMITS)
     header = codec._decode_header(head, DEFAULT_LIMITS)
     plain = codec._open_body(body, header, DEFAULT_LIMITS)
     assert codec._decode_struct(cls, plain, DEFAULT_LIMITS, max_bytes=len(plain)) == message
@@ -118,13 +118,13 @@ def query(question: str = "temperature in the kitchen?", **kw: Any) -> m.Query:
 
 def test_small_bodies_stay_raw() -> None:
     enc = encode(query(), rid=RID)
-    assert msgpack.unpackb(enc.frames[1]).get("codec", 0) == codec.CODEC_RAW
+    assert header_of(enc.frames).get("codec", 0) == codec.CODEC_RAW
     assert enc.sizes.payload == enc.sizes.compressed
 
 
 def test_large_repetitive_bodies_are_lz4_and_metered() -> None:
     enc = encode(query("kitchen light on. " * 100), rid=RID)
-    head = msgpack.unpackb(enc.frames[1])
+    head = header_of(enc.frames)
     assert head["codec"] == codec.CODEC_LZ4
     assert enc.sizes.compressed < enc.sizes.payload
     assert decode(enc.frames, side="request").message == query("kitchen light on. " * 100)
@@ -133,11 +133,21 @@ def test_large_repetitive_bodies_are_lz4_and_metered() -> None:
 def test_incompressible_bodies_stay_raw() -> None:
     chunk = m.AdapterChunk(upload_id=RID, offset=0, data=os.urandom(4096))
     enc = encode(chunk, rid=RID)
-    assert msgpack.unpackb(enc.frames[1]).get("codec", 0) == codec.CODEC_RAW
+    assert header_of(enc.frames).get("codec", 0) == codec.CODEC_RAW
 
 
 # ------------------------------------------------------------------------------------------------
 # limits in order, at the boundary and one past
+
+
+def parts(sig: bytes, head: bytes, body: bytes) -> list[bytes]:
+    """The one wire frame holding these three parts."""
+    return [codec.pack_frame(sig, head, body)]
+
+
+def header_of(frames: list[bytes]) -> dict[str, Any]:
+    head, _ = codec._split(frames[0], DEFAULT_LIMITS)
+    return msgpack.unpackb(head)  # type: ignore[no-any-return]
 
 
 def frames_with(
@@ -146,29 +156,31 @@ def frames_with(
     head = msgpack.packb({"rid": RID, **(header or {})})
     if body is None:
         body = msgpack.packb({"twin_id": "home1", "question": "hi?"})
-    return [sig, head, body]
+    return parts(sig, head, body)
 
 
-@pytest.mark.parametrize("n", [0, 1, 2, 4, 5, 10_000])
+@pytest.mark.parametrize("n", [0, 2, 3, 5, 10_000])
 def test_frame_count(n: int) -> None:
     with pytest.raises(errors.FrameCountError):
-        decode([b"x"] * n, side="request")
+        decode(frames_with() * n, side="request")
 
 
 @pytest.mark.parametrize(
-    ("sig", "error"),
+    ("frame", "error"),
     [
-        (b"LTW1", errors.BadSignature),
-        (b"XTW1" + bytes([m.Query.TAG]), errors.BadSignature),
-        (b"LTW1" + bytes([m.Query.TAG]) + b"x", errors.BadSignature),
-        (b"LTW2" + bytes([m.Query.TAG]), errors.UnsupportedVersion),
-        (b"LTW1\x7f", errors.UnknownCommand),
-        (b"LTW1" + bytes([m.Final.TAG]), errors.UnknownCommand),  # a reply sent as a request
+        (b"", errors.BadSignature),
+        (b"LTW1", errors.BadSignature),  # shorter than a signature
+        (b"XTW1" + bytes([m.Query.TAG]) + b"\x00\x00", errors.BadSignature),
+        (b"LTW2" + bytes([m.Query.TAG]) + b"\x00\x00", errors.UnsupportedVersion),
+        (b"LTW1\x7f\x00\x00", errors.UnknownCommand),
+        (b"LTW1" + bytes([m.Final.TAG]) + b"\x00\x00", errors.UnknownCommand),  # a reply sent as a request
+        (b"LTW1" + bytes([m.Query.TAG]) + b"\x00", errors.HeaderError),  # ends inside the header length
+        (b"LTW1" + bytes([m.Query.TAG]) + b"\x00\x30rid", errors.HeaderError),  # ends inside the header
     ],
 )
-def test_signature_version_and_command(sig: bytes, error: type[Exception]) -> None:
+def test_signature_version_and_command(frame: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
-        decode(frames_with(sig=sig), side="request")
+        decode([frame], side="request")
 
 
 def test_header_size_boundary() -> None:
@@ -179,9 +191,9 @@ def test_header_size_boundary() -> None:
         {"rid": RID, "seq": 2**63 - 1, "attempt": 255, "deadline_ms": 2**32 - 1, "ulen": 0, "minor": 0}
     )
     limits = Limits(max_header_bytes=max(len(head_at_limit), 32))
-    assert decode([SIG_QUERY, head_at_limit, body], side="request", limits=limits)
+    assert decode(parts(SIG_QUERY, head_at_limit, body), side="request", limits=limits)
     with pytest.raises(errors.TooLarge):
-        decode([SIG_QUERY, head_at_limit + b"\x00", body], side="request", limits=limits)
+        decode(parts(SIG_QUERY, head_at_limit + b"\x00", body), side="request", limits=limits)
 
 
 @pytest.mark.parametrize(
@@ -205,7 +217,7 @@ def test_header_size_boundary() -> None:
 )
 def test_bad_headers_are_header_errors(head: bytes) -> None:
     with pytest.raises(errors.HeaderError) as info:
-        decode([SIG_QUERY, head, b"\x80"], side="request")
+        decode(parts(SIG_QUERY, head, b"\x80"), side="request")
     assert info.value.rid is None
     assert codec.peek_rid([SIG_QUERY, head, b"\x80"]) is None
 
@@ -213,7 +225,7 @@ def test_bad_headers_are_header_errors(head: bytes) -> None:
 def test_body_one_past_the_limit() -> None:
     limits = Limits(max_body_bytes=2048, max_chunk_bytes=1024)
     with pytest.raises(errors.TooLarge) as info:
-        decode([SIG_QUERY, msgpack.packb({"rid": RID}), b"\x80" * 2049], side="request", limits=limits)
+        decode(parts(SIG_QUERY, msgpack.packb({"rid": RID}), b"\x80" * 2049), side="request", limits=limits)
     assert info.value.rid == RID  # the header was sound: the error can be answered
 
 
@@ -225,7 +237,7 @@ def test_body_exactly_at_limit_passes_size_check() -> None:
     body = msgpack.packb({"twin_id": "home1", "question": question + "q" * filler})
     body = msgpack.packb({"twin_id": "home1", "question": question + "q" * (filler - (len(body) - 2048))})
     assert len(body) == 2048
-    assert decode([SIG_QUERY, msgpack.packb({"rid": RID}), body], side="request", limits=limits)
+    assert decode(parts(SIG_QUERY, msgpack.packb({"rid": RID}), body), side="request", limits=limits)
 
 
 def lz4_frames(raw: bytes, ulen: int | None = None, body: bytes | None = None) -> list[bytes]:
@@ -338,7 +350,7 @@ def _corrupt(data: bytes) -> bytes:
 )
 def test_bad_bodies_are_schema_errors(body: bytes) -> None:
     with pytest.raises(errors.SchemaError) as info:
-        decode([SIG_QUERY, msgpack.packb({"rid": RID}), body], side="request")
+        decode(parts(SIG_QUERY, msgpack.packb({"rid": RID}), body), side="request")
     assert info.value.rid == RID
 
 
@@ -385,23 +397,23 @@ def test_first_failing_check_wins() -> None:
     limits = Limits(max_body_bytes=1024, max_chunk_bytes=512)
     with pytest.raises(errors.TooLarge):
         decode(
-            [SIG_QUERY, msgpack.packb({"rid": RID, "codec": 9}), b"\xc1" * 2000],
+            parts(SIG_QUERY, msgpack.packb({"rid": RID, "codec": 9}), b"\xc1" * 2000),
             side="request",
             limits=limits,
         )
     with pytest.raises(errors.UnsupportedCodec):
-        decode([SIG_QUERY, msgpack.packb({"rid": RID, "codec": 9}), b"\xc1"], side="request")
+        decode(parts(SIG_QUERY, msgpack.packb({"rid": RID, "codec": 9}), b"\xc1"), side="request")
 
 
 def test_errors_never_echo_input() -> None:
     secret = "door code 4711 hunter2"
     body = msgpack.packb({"twin_id": "home1", "question": "x", secret: secret})
     with pytest.raises(errors.SchemaError) as info:
-        decode([SIG_QUERY, msgpack.packb({"rid": RID}), body], side="request")
+        decode(parts(SIG_QUERY, msgpack.packb({"rid": RID}), body), side="request")
     assert "4711" not in str(info.value) and "hunter2" not in info.value.detail
     body = msgpack.packb({"twin_id": secret, "question": "x"})
     with pytest.raises(errors.SchemaError) as info:
-        decode([SIG_QUERY, msgpack.packb({"rid": RID}), body], side="request")
+        decode(parts(SIG_QUERY, msgpack.packb({"rid": RID}), body), side="request")
     assert "4711" not in str(info.value)
 
 
@@ -413,6 +425,6 @@ def test_encode_refuses_a_body_the_peer_would_refuse() -> None:
 
 def test_float_fields_accept_ints_and_stay_finite() -> None:
     body = msgpack.packb({"twin_id": "home1", "question": "hi", "temperature": 1, "top_p": 0.5})
-    env = decode([SIG_QUERY, msgpack.packb({"rid": RID}), body], side="request")
+    env = decode(parts(SIG_QUERY, msgpack.packb({"rid": RID}), body), side="request")
     assert isinstance(env.message, m.Query)
     assert env.message.temperature == 1.0 and math.isfinite(env.message.top_p)
