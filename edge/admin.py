@@ -46,6 +46,7 @@ async def snapshot(daemon: EdgeDaemon) -> dict[str, Any]:
     outbox = await daemon.db.run(Outbox.counts)
     return {
         "twin_id": daemon.cfg.device.twin_id,
+        "clock_s": daemon.now(),  # the readings' clock: scenario time under the simulator
         "pipeline": dataclasses.asdict(daemon.pipeline.stats),
         "uplink": dataclasses.asdict(daemon.uplink.stats) if daemon.uplink else None,
         "outbox": outbox,

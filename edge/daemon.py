@@ -187,8 +187,17 @@ class EdgeDaemon:
             await self.pipeline.flush()
 
     async def _ticker(self) -> None:
+        """Ticks on a fixed schedule (not "wait after work"); when a tick overruns, the next one starts
+        at once and the schedule restarts from there instead of bursting to catch up."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            await asyncio.sleep(self.tick_wait_s())
+            next_at += self.tick_wait_s()
+            delay = next_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                next_at = loop.time()
             await self.pipeline.tick()
 
     def _on_prompt(self) -> None:

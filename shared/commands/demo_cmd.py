@@ -12,7 +12,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--work", type=Path, default=Path(".demo"), help="work folder (keys, configs, state, logs)")
     parser.add_argument("--base", default="smollm2-135m", help="base model: smollm2-135m | tiny | PATH")
     parser.add_argument("--cache-dir", type=Path, help="model cache (default: $XDG_CACHE_HOME/llmtwin)")
-    parser.add_argument("--speed", type=float, default=240.0, help="simulated seconds per real second")
+    parser.add_argument("--speed", type=float, default=120.0, help="simulated seconds per real second")
     parser.add_argument("--sync-hours", type=float, default=2.0, help="simulated hours to sync before asking")
     parser.set_defaults(handler=_run)
 
