@@ -182,3 +182,19 @@ def test_describe_detects_the_kind(tmp_path: Path) -> None:
     assert describe(write(tmp_path, MINIMAL_EDGE)).startswith("edge profile 'test'")
     with pytest.raises(ConfigError, match="neither an edge profile"):
         describe(write(tmp_path, "[other]\nx = 1\n", "x.toml"))
+
+
+def test_the_systemd_unit_is_hardened() -> None:
+    unit: dict[str, str] = {}
+    for line in (ROOT / "firmware_configs" / "llmtwin-edge.service").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            unit[key.strip()] = value.strip()
+    expected = {
+        "Type": "notify", "DynamicUser": "yes", "StateDirectory": "llmtwin", "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes", "IPAccounting": "yes", "ProtectHome": "yes", "PrivateTmp": "yes",
+    }
+    assert {k: unit.get(k) for k in expected} == expected
+    assert unit["ExecStart"].endswith("llmtwin edge --config /etc/llmtwin/edge.toml")
+    assert int(unit["WatchdogSec"]) > 0 and unit["MemoryMax"] and unit["CPUQuota"]
+    assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"  # SIGHUP reloads the profile
