@@ -157,7 +157,8 @@ def _measure(model_dir: Path, work: Path, opts: BenchOptions) -> dict[str, Any]:
     warm = [replace(r, max_new_tokens=4) for r in requests]
     for fn in configs.values():
         fn(warm)
-    return _report(spec, opts, _rounds(configs, requests, opts.rounds), requests, lora)
+    samples, cpu = _rounds(configs, requests, opts.rounds)
+    return _report(spec, opts, samples, cpu, requests, lora)
 
 
 BATCHED = ("base", "mixed", "base_slot0", "optimum")  # base and mixed adjacent: paired
@@ -167,18 +168,23 @@ def _rounds(
     configs: dict[str, Callable[[Sequence[GenerationRequest]], int]],
     requests: Sequence[GenerationRequest],
     rounds: int,
-) -> dict[str, list[float]]:
-    """tok/s samples. Each round runs the batched configurations twice, forward then backward
-    (A B C D D C B A), so slow drift on a shared box hits all of them alike; then the per-request
-    ones once (they take ~5x longer and differ by ~6x, drift cannot flip their verdict)."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """tok/s samples (wall clock) and tokens per CPU-second of this process.
+
+    Each round runs the batched configurations twice, forward then backward (A B C D D C B A), so
+    slow drift on a shared box hits all of them alike; then the per-request ones once (they take
+    ~5x longer and differ by ~6x, drift cannot flip their verdict).
+    """
     samples: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
     for _ in range(rounds):
         order = [*BATCHED, *reversed(BATCHED), *(n for n in configs if n not in BATCHED)]
         for name in order:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             tokens = configs[name](requests)
             samples[name].append(tokens / (time.perf_counter() - started))
-    return samples
+            cpu[name].append(tokens / (time.process_time() - cpu_started))
+    return samples, cpu
 
 
 def _batched(engine: Engine, requests: Sequence[GenerationRequest], slots: Sequence[int]) -> int:
@@ -267,6 +273,7 @@ def _report(
     spec: ModelSpec,
     opts: BenchOptions,
     samples: dict[str, list[float]],
+    cpu: dict[str, list[float]],
     requests: Sequence[GenerationRequest],
     engine: Engine,
 ) -> dict[str, Any]:
@@ -300,6 +307,8 @@ def _report(
         "best_tok_s": {name: round(max(values), 2) for name, values in samples.items()},
         "mixed_over_base_best": round(max(samples["mixed"]) / max(samples["base"]), 3),
         "mixed_over_sequential_best": round(max(samples["mixed"]) / max(samples["sequential"]), 2),
+        # work per token, insensitive to other processes (not to ORT's spin-waiting at threads > 1)
+        "tok_per_cpu_s": {name: round(statistics.median(values), 2) for name, values in cpu.items()},
         "samples_tok_s": {name: [round(v, 2) for v in values] for name, values in samples.items()},
         "measured": "generated tokens / wall time per configuration (prefill included, warm-up excluded); "
         "tok/s are medians of interleaved runs; mixed_over_base is the median ratio of mixed and base "
