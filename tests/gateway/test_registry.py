@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from specs import tiny_spec
 
 from gateway.registry import AdapterRef, AdapterRegistry, create_schema
 from shared import errors
 from shared.adapters import AdapterManifest, manifest_path, write_adapter
 from shared.db import connect
-from shared.modelspec import ModelSpec, Validation, lora_a_name, lora_b_name
+from shared.modelspec import lora_a_name, lora_b_name
 from shared.protocol.messages import AdapterBegin, AdapterChunk, AdapterCommit
 from shared.protocol.results import UploadStatus
 
@@ -27,18 +28,6 @@ T1, T2 = "tenant-1", "tenant-2"
 CHUNK = 200
 
 
-def tiny_spec() -> ModelSpec:
-    """Two layers, hidden 8: an adapter is a few hundred floats, so every test writes real artifacts."""
-    return ModelSpec(
-        name="tiny", source="tiny", fingerprint=FINGERPRINT, architecture="LlamaForCausalLM",
-        model_type="llama", n_layers=2, n_heads=2, n_kv_heads=1, head_dim=4, hidden=8, vocab=32,
-        eos_token_ids=(2,), bos_token_id=1, has_chat_template=False,
-        targets={"q_proj": (8, 8), "v_proj": (8, 4)},
-        module_paths={"q_proj": "model.layers.{layer}.self_attn.q_proj",
-                      "v_proj": "model.layers.{layer}.self_attn.v_proj"},
-        max_rank=4, bank_dtype="float32", input_names=("input_ids",), output_names=("logits",),
-        validation=Validation(1e-3, 1e-4, 0.0, 0.0, 0.0, 0.0, 0.1), created="2026-01-01T00:00:00Z",
-    )
 
 
 SPEC = tiny_spec()

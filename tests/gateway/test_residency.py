@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from specs import tiny_spec
 
 from gateway.engine.bank import AdapterBank
 from gateway.residency import AdapterKey, Residency, ResidencyStats
 from shared import errors
 from shared.adapters import AdapterManifest, LoadedAdapter
-from shared.modelspec import ModelSpec, Validation, lora_a_name, lora_b_name
+from shared.modelspec import ModelSpec, lora_a_name, lora_b_name
 
 FINGERPRINT = "f" * 64
 Step = tuple[str, Any, Any]
@@ -221,17 +222,6 @@ def test_unavailable_carries_a_retry_hint() -> None:
 # once against the real bank: the numbers land in the slot the batcher is told about
 
 
-def tiny_spec() -> ModelSpec:
-    return ModelSpec(
-        name="tiny", source="tiny", fingerprint=FINGERPRINT, architecture="LlamaForCausalLM",
-        model_type="llama", n_layers=2, n_heads=2, n_kv_heads=1, head_dim=4, hidden=8, vocab=32,
-        eos_token_ids=(2,), bos_token_id=1, has_chat_template=False,
-        targets={"q_proj": (8, 8), "v_proj": (8, 4)},
-        module_paths={"q_proj": "model.layers.{layer}.self_attn.q_proj",
-                      "v_proj": "model.layers.{layer}.self_attn.v_proj"},
-        max_rank=4, bank_dtype="float32", input_names=("input_ids",), output_names=("logits",),
-        validation=Validation(1e-3, 1e-4, 0.0, 0.0, 0.0, 0.0, 0.1), created="2026-01-01T00:00:00Z",
-    )
 
 
 def real_adapter(spec: ModelSpec, k: AdapterKey, seed: int) -> LoadedAdapter:
