@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import WSMsgType, web
+from collector import Collector
 
-from edge.readings import Reading, SourceError
+from edge.readings import SourceError
 from edge.sources import (
     Coordinator,
     CoordinatorStats,
@@ -112,24 +113,6 @@ def config(url: str, tmp_path: Path, mode: str, token: str = TOKEN) -> HomeAssis
     token_file = tmp_path / "ha_token"
     token_file.write_text(token + "\n")
     return HomeAssistantSource(type="homeassistant", url=url, token_file=token_file, mode=mode, entities=WANTED)  # type: ignore[arg-type]
-
-
-class Collector:
-    """A sink a test can wait on until a condition over the readings holds (no sleeps)."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        self._arrived.set()
-
-    async def wait_for(self, predicate: Callable[[list[Reading]], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT_S):
-            while not predicate(self.readings):
-                self._arrived.clear()
-                await self._arrived.wait()
 
 
 class StepClock(VirtualClock):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 import aiomqtt
 import pytest
+from collector import Collector
 
 from edge.readings import Reading, SourceError
 from edge.sources import Coordinator, CoordinatorStats, Feed, MqttSubscriber, VirtualClock
@@ -54,27 +54,6 @@ TOPICS = (
 
 def config(port: int) -> MqttSource:
     return MqttSource(type="mqtt", host="127.0.0.1", port=port, client_id="", topics=TOPICS)
-
-
-class Collector:
-    """A sink that lets a test wait until a condition over the readings holds (no sleeps)."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self._arrived = asyncio.Event()
-
-    def __call__(self, reading: Reading) -> None:
-        self.readings.append(reading)
-        self._arrived.set()
-
-    async def wait_for(self, predicate: Callable[[list[Reading]], bool]) -> None:
-        async with asyncio.timeout(TIMEOUT_S):
-            while not predicate(self.readings):
-                self._arrived.clear()
-                await self._arrived.wait()
-
-    def states(self, entity_id: str) -> list[str | None]:
-        return [r.state for r in self.readings if r.entity_id == entity_id]
 
 
 async def publish(port: int, *messages: tuple[str, bytes]) -> None:
