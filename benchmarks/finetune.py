@@ -1,0 +1,215 @@
+"""``llmtwin bench finetune``: one fine-tuning round on one home's static facts, measured end to end.
+
+The round runs exactly as the daemon runs it: ``python -m edge.finetune.round --request F`` in a fresh
+child process, so ``peak_rss_mb`` is that process's own peak (ru_maxrss) and ``round_s`` includes
+its start-up (imports). The eval gate's threshold is 0 here so that the adapter is always exported and
+measured; ``passes_gate`` says whether the default threshold would have accepted it.
+
+Reported (JSON): model, records, facts, steps, round_s (child wall time), round_inner_s (inside
+run_round), phase seconds (load+cache / train loop / reference / eval / export), tokens_per_s (token
+positions through the trained layers per second of the loop), heldout_accuracy (ONNX engine,
+exact match, one held-out paraphrase per fact), sensitive_accuracy, peak_rss_mb, adapter_bytes,
+full_model_bytes and their ratio (what a federated round would ship instead), cpu_s of the child,
+and the host's load average before and after (the box may be shared: a loaded box slows every phase).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edge.finetune.round import RoundRequest
+from edge.readings import StaticRecord
+from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
+from shared.scenario import generate
+
+REPO = Path(__file__).resolve().parents[1]
+_DEFAULT_GATE = 0.9  # FinetuneSection.eval_threshold's default
+_TARGET_ACCURACY = 0.97
+
+
+def run(
+    base: str = "smollm2-135m",
+    out: Path = Path("finetune.json"),
+    *,
+    home: int = 1,
+    seed: int = 7,
+    homes: int = 3,
+    threads: int = 2,
+    max_time_s: float = 300.0,
+    rounds: int = 1,
+    cache_dir: Path | None = None,
+    **recipe: Any,
+) -> dict[str, Any]:
+    """Run ``rounds`` consecutive rounds for home ``home`` of ``generate(seed, homes)`` on ``base``, each
+    warm-started from (and gated against) the previous one's adapter, as λ-periodic rounds would be.
+    The top-level numbers are the first (cold) round's; ``rounds`` lists every round. Writes and
+    returns the report. ``recipe`` overrides RoundRequest fields (lr, batch_size, epochs, top_layers ...).
+    """
+    model_dir = _prepared(base, cache_dir or default_cache_dir(os.environ))
+    facts = list(generate(seed=seed, homes=homes, duration_s=60).homes[home - 1].static_facts())
+    records = tuple(StaticRecord(f.entity_id, f.attribute, f.value, f.sensitive) for f in facts)
+    full_bytes = sum(p.stat().st_size for p in (model_dir / HF_DIR).glob("*.safetensors"))
+    reports: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-finetune-") as work:
+        current: str | None = None
+        for number in range(1, rounds + 1):
+            request = RoundRequest(
+                twin_id=f"home{home}",
+                version=number,
+                model_dir=str(model_dir),
+                out_dir=str(Path(work) / "adapters"),
+                records=records,
+                current_adapter=current,
+                threads=threads,
+                max_time_s=max_time_s,
+                eval_threshold=0.0,
+                seed=seed,
+                **recipe,
+            )
+            print(f"round {number}/{rounds} (home{home}, {len(records)} records, {base})", flush=True)
+            reports.append(_round_report(_run_child(request, Path(work), number), full_bytes))
+            if reports[-1]["status"] == "accepted":
+                current = reports[-1]["adapter_path"]
+    report = {
+        "model": base,
+        "model_dir": str(model_dir),
+        "home": f"home{home}",
+        **{k: v for k, v in reports[0].items() if k != "adapter_path"},
+        "full_model_bytes": full_bytes,
+        "rounds": [{k: v for k, v in r.items() if k not in ("loss_curve", "adapter_path")} for r in reports],
+        "recipe": {k: v for k, v in json.loads(request.to_json()).items() if k != "records"},
+        "host": {"cpus": os.cpu_count(), "threads": threads, "machine": platform.machine()},
+    }
+    target = out / "finetune.json" if out.is_dir() else out
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
+    result = child["result"]
+    accuracy = result["accuracy"]
+    return {
+        "status": result["status"],
+        "reason": result["reason"],
+        "adapter_path": result["adapter_path"],
+        "warm_start": result["warm_start"],
+        "records": result["records"],
+        "facts": result["facts"],
+        "train_examples": result["train_examples"],
+        "eval_examples": result["eval_examples"],
+        "steps": result["steps"],
+        "stop_reason": result["stop_reason"],
+        "final_loss": result["loss"],
+        "round_s": child["wall_s"],
+        "round_inner_s": result["seconds"],
+        "phases_s": child["phases_s"],
+        "cache_s": result["cache_s"],
+        "train_s": result["train_s"],
+        "eval_s": result["eval_s"],
+        "tokens": result["tokens"],
+        "tokens_per_s": round(result["tokens"] / result["train_s"], 1) if result["train_s"] else None,
+        "heldout_accuracy": accuracy,
+        "previous_accuracy": result["current_accuracy"],
+        "sensitive_accuracy": result["sensitive_accuracy"],
+        "passes_gate": accuracy is not None and accuracy >= _DEFAULT_GATE,
+        "meets_target_accuracy": accuracy is not None and accuracy >= _TARGET_ACCURACY,
+        "parity_max_abs": result["parity_max_abs"],
+        "peak_rss_mb": result["peak_rss_mb"],
+        "peak_vm_mb": result["peak_vm_mb"],
+        "cpu_s": child["cpu_s"],
+        "adapter_bytes": result["adapter_bytes"],
+        "full_to_adapter_ratio": round(full_bytes / result["adapter_bytes"], 1) if result["adapter_bytes"] else None,
+        "load_before": child["load_before"],
+        "load_after": child["load_after"],
+        "loss_curve": result["loss_curve"],
+    }
+
+
+def _run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
+    """``python -m edge.finetune.round`` on ``request``; wall time, CPU time, phase times, result."""
+    path = work / f"request{number}.json"
+    path.write_text(request.to_json(), encoding="utf-8")
+    load_before = os.getloadavg()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # ru_maxrss: the largest child so far
+    start = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.finetune.round", "--request", str(path), "--progress", "jsonl"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    phases: dict[str, float] = {}  # phase -> seconds after the child started when it was first reported
+    for line in proc.stdout:
+        event = json.loads(line)
+        phases.setdefault(event["phase"], round(time.monotonic() - start, 2))
+        if event["phase"] == "train" and event["step"] % 25 == 0:
+            print(
+                f"  step {event['step']}/{event['total']} loss {event['loss']:.4f} {event['elapsed_s']:.0f}s",
+                flush=True,
+            )
+    proc.wait()
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(path.with_name(path.stem + ".result.json").read_text(encoding="utf-8"))
+    marks = [*sorted(phases.items(), key=lambda kv: kv[1]), ("end", round(wall, 2))]
+    return {
+        "result": result,
+        "wall_s": round(wall, 2),
+        "phases_s": {"startup": marks[0][1]}
+        | {a: round(t2 - t1, 2) for (a, t1), (_b, t2) in itertools.pairwise(marks)},
+        "cpu_s": round((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), 1),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _prepared(base: str, cache: Path) -> Path:
+    found = find_prepared(cache, base)
+    if found is not None:
+        return found
+    from edge.model.prepare import prepare_model
+
+    return prepare_model(base, cache).path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune", description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="smollm2-135m")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--home", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-time", type=float, default=300.0)
+    parser.add_argument("--rounds", type=int, default=1, help="consecutive rounds, each warm-started")
+    parser.add_argument("--recipe", default="{}", help='JSON object of RoundRequest overrides, e.g. {"lr": 0.005}')
+    args = parser.parse_args(argv)
+    report = run(
+        args.base,
+        args.out,
+        home=args.home,
+        threads=args.threads,
+        max_time_s=args.max_time,
+        rounds=args.rounds,
+        **json.loads(args.recipe),
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "loss_curve"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

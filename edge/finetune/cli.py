@@ -1,0 +1,97 @@
+"""``python -m edge.finetune.round --request REQ.json``: run one round, write its result as JSON.
+
+The daemon starts this as a child process (``--niceness``; the daemon watches its memory, see
+edge.finetune.child). Progress goes to stdout as JSON lines (``--progress jsonl``: the daemon's
+STATUS) or to stderr as a one-line bar
+(``--progress bar``, the default on a terminal). The result JSON (``RoundResult``) is written
+atomically to ``--result`` (default: ``<request>.result.json`` beside the request).
+
+Exit status: 0 accepted, rejected or skipped; 1 failed (the result says why, also for an unexpected
+error); 2 unusable request; 143 on SIGTERM (no result; the staging directory is removed on the way out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from edge.finetune.child import set_niceness
+from edge.finetune.round import ProgressFn, RoundProgress, RoundRequest, RoundResult, run_round
+from shared.typed import FieldError
+
+_BAR_WIDTH = 24
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge.finetune.round", description=__doc__.splitlines()[0])
+    parser.add_argument("--request", type=Path, required=True, help="round request JSON (RoundRequest fields)")
+    parser.add_argument("--result", type=Path, help="where to write the result JSON")
+    parser.add_argument("--progress", choices=("auto", "bar", "jsonl", "none"), default="auto")
+    parser.add_argument("--niceness", type=int, default=0, help="run at this niceness (0-19; never lowered)")
+    args = parser.parse_args(argv)
+    if args.niceness:
+        set_niceness(min(19, max(0, args.niceness)))
+    result_path: Path = args.result or args.request.with_name(args.request.stem + ".result.json")
+    try:
+        request = RoundRequest.from_json(args.request.read_text(encoding="utf-8"))
+    except (OSError, ValueError, FieldError) as exc:
+        print(f"{args.request}: unusable round request: {exc}", file=sys.stderr)
+        _write(result_path, RoundResult("failed", f"unusable round request: {exc}", "", 0))
+        return 2
+    # SIGTERM (the daemon stopping) unwinds like an exception, so the staging directory is removed
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = run_round(request, _progress(args.progress))
+    except Exception as exc:  # a bug, not a round outcome: still leave a result for the daemon
+        traceback.print_exc()
+        result = RoundResult("failed", f"internal error: {type(exc).__name__}: {exc}", request.twin_id, request.version)
+    if args.progress in ("bar", "auto") and sys.stderr.isatty():
+        print(file=sys.stderr)
+    _write(result_path, result)
+    print(f"round {result.status}: {result.reason}", file=sys.stderr)
+    return 1 if result.status == "failed" else 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _progress(mode: str) -> ProgressFn | None:
+    if mode == "jsonl":
+        return lambda p: _jsonl(p, sys.stdout)
+    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+        return lambda p: _bar(p, sys.stderr)
+    return None
+
+
+def _jsonl(p: RoundProgress, out: TextIO) -> None:
+    out.write(json.dumps(asdict(p)) + "\n")
+    out.flush()
+
+
+def _bar(p: RoundProgress, out: TextIO) -> None:
+    done = int(_BAR_WIDTH * p.step / p.total) if p.total else 0
+    loss = f" loss {p.loss:.4f}" if p.loss is not None else ""
+    line = f"\r{p.phase:<9} [{'#' * done}{'.' * (_BAR_WIDTH - done)}] {p.step}/{p.total}{loss} {p.elapsed_s:6.1f}s"
+    out.write(line)
+    out.flush()
+
+
+def _write(path: Path, result: RoundResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(result.to_json())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,177 @@
+"""What the daemon sends a round and what it gets back: plain, picklable, JSON-able dataclasses.
+
+``RoundRequest`` carries the static records and the profile's budget (``RoundRequest.from_config``);
+its JSON form (``to_json`` / ``from_json``) is what ``python -m edge.finetune.round --request`` reads,
+validated strictly (``shared.typed``: unknown keys, wrong types and out-of-range values are refused).
+``RoundResult`` is what ``run_round`` returns and the CLI writes; ``RoundProgress`` is reported along
+the way (phase, step of total, loss, seconds since the round started).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
+from typing import Annotated, Any, Literal
+
+from edge.finetune.train import TrainOptions
+from edge.readings import StaticRecord
+from shared.config.edge import FinetuneSection
+from shared.typed import FieldError, Length, Range, from_plain, to_plain
+
+Status = Literal["accepted", "rejected", "skipped", "failed"]
+_RECIPE = TrainOptions()
+# the FinetuneSection fields a request copies (the rest of the section is the daemon's scheduling)
+_BUDGET_FIELDS: tuple[str, ...] = ("rank", "alpha", "targets", "threads", "max_steps", "max_time_s")
+_BUDGET_FIELDS += ("eval_threshold", "keep_versions", "seed")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRequest:
+    """What the daemon asks for. Budget fields mirror ``FinetuneSection`` (see :meth:`from_config`)."""
+
+    twin_id: Annotated[str, Length(1, 128)]
+    version: Annotated[int, Range(1, 2**31 - 1)]
+    model_dir: Annotated[str, Length(1, 4096)]  # a prepared base model directory
+    out_dir: Annotated[str, Length(1, 4096)]  # versions go to <out_dir>/v<version>/
+    records: tuple[StaticRecord, ...] = ()
+    current_adapter: str | None = None  # the .onnx_adapter in service: re-scored on the same questions
+    warm_start: bool = True  # start from current_adapter's LoRA when it fits (same rank and targets)
+    current_score: Annotated[float, Range(0.0, 1.0)] | None = None  # used when there is no current_adapter
+    rank: Annotated[int, Range(1, 64)] = 8
+    alpha: Annotated[float, Range(0.01, 1024)] = 16.0
+    targets: Annotated[tuple[str, ...], Length(1, 16)] = ("q_proj", "v_proj")
+    threads: Annotated[int, Range(1, 256)] = 2
+    max_steps: Annotated[int, Range(1, 1_000_000)] = 300
+    max_time_s: Annotated[float, Range(1.0, 30 * 86400)] = 300.0  # the whole round (soft: eval runs to its end)
+    eval_threshold: Annotated[float, Range(0.0, 1.0)] = 0.9
+    keep_versions: Annotated[int, Range(1, 100)] = 3
+    seed: Annotated[int, Range(0, 2**31)] = 0
+    # training recipe (not in the device profile; defaults tuned on SmolLM2-135M, see benchmarks/finetune.py)
+    lr: Annotated[float, Range(1e-6, 1.0)] = _RECIPE.lr
+    b_lr_ratio: Annotated[float, Range(0.01, 100.0)] = _RECIPE.b_lr_ratio
+    batch_size: Annotated[int, Range(1, 1024)] = _RECIPE.batch_size
+    max_batch_tokens: Annotated[int, Range(16, 1 << 20)] = _RECIPE.max_batch_tokens
+    epochs: Annotated[float, Range(0.01, 1000)] = _RECIPE.epochs
+    top_layers: Annotated[float, Range(0.01, 1.0)] = _RECIPE.top_layers
+    adapter_dtype: Literal["float32", "float16"] = "float16"
+    eval_limit: Annotated[int, Range(1, 1_000_000)] | None = 200  # held-out questions scored, one per fact
+    train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
+    min_facts: Annotated[int, Range(1, 1_000_000)] = 4
+
+    @classmethod
+    def from_config(cls, section: FinetuneSection, **fields: Any) -> RoundRequest:
+        """A request with the profile's budget; ``fields`` gives twin_id, version, model_dir, out_dir, records..."""
+        budget = {name: getattr(section, name) for name in _BUDGET_FIELDS}
+        return cls(**{**budget, **fields})
+
+    def train_options(self) -> TrainOptions:
+        return TrainOptions(
+            rank=self.rank,
+            alpha=self.alpha,
+            targets=self.targets,
+            lr=self.lr,
+            b_lr_ratio=self.b_lr_ratio,
+            batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            epochs=self.epochs,
+            max_steps=self.max_steps,
+            max_time_s=self.max_time_s,
+            top_layers=self.top_layers,
+            threads=self.threads,
+            seed=self.seed,
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(to_plain(self), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> RoundRequest:
+        """Strict parse (FieldError names the bad key); records are objects like StaticRecord's fields."""
+        doc = json.loads(text)
+        if not isinstance(doc, dict):
+            raise FieldError("", doc, "a round request must be a JSON object")
+        records = doc.get("records", [])
+        if not isinstance(records, list):
+            raise FieldError("records", records, "expected an array")
+        scalars: Any = from_plain(_request_fields(), {k: v for k, v in doc.items() if k != "records"})
+        return cls(**asdict(scalars), records=tuple(_record(r, f"records[{i}]") for i, r in enumerate(records)))
+
+
+@functools.cache
+def _request_fields() -> type:
+    """RoundRequest without ``records``, for shared.typed (which takes no union of scalars)."""
+    hints = typing.get_type_hints(RoundRequest, include_extras=True)
+    return make_dataclass(
+        "RoundRequestFields",
+        [
+            (f.name, hints[f.name]) if f.default is MISSING else (f.name, hints[f.name], field(default=f.default))
+            for f in fields(RoundRequest)
+            if f.name != "records"
+        ],
+        frozen=True,
+    )
+
+
+def _record(doc: object, key: str) -> StaticRecord:
+    if not isinstance(doc, dict) or set(doc) - {"entity_id", "attribute", "value", "sensitive"}:
+        raise FieldError(key, doc, "expected {entity_id, attribute, value, sensitive}")
+    entity_id, attribute, value = doc.get("entity_id"), doc.get("attribute"), doc.get("value")
+    sensitive = doc.get("sensitive", False)
+    if not isinstance(entity_id, str) or not isinstance(attribute, str) or not isinstance(sensitive, bool):
+        raise FieldError(key, doc, "entity_id and attribute must be strings, sensitive a boolean")
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = tuple(value)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise FieldError(f"{key}.value", value, "must be finite")
+    elif not isinstance(value, str | int | float | bool | tuple):
+        raise FieldError(f"{key}.value", value, "must be a string, number, boolean or list of strings")
+    return StaticRecord(entity_id, attribute, value, sensitive)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    status: Status
+    reason: str
+    twin_id: str
+    version: int
+    adapter_path: str | None = None  # <out_dir>/v<version>/adapter.onnx_adapter when accepted
+    accuracy: float | None = None  # held-out, on the ONNX engine
+    current_accuracy: float | None = None  # the adapter in service, same questions (or current_score)
+    sensitive_accuracy: float | None = None
+    records: int = 0
+    facts: int = 0
+    train_examples: int = 0
+    eval_examples: int = 0
+    steps: int = 0
+    warm_start: bool = False  # training started from the adapter in service
+    stop_reason: str = ""
+    loss: float | None = None
+    tokens: int = 0
+    cache_s: float = 0.0  # the frozen lower layers, run once per example before the loop
+    train_s: float = 0.0  # the training loop
+    eval_s: float = 0.0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    peak_vm_mb: float | None = None  # virtual: an RLIMIT_AS cap must sit above this, not above peak_rss_mb
+    parity_max_abs: float | None = None
+    adapter_bytes: int = 0
+    loss_curve: tuple[float, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class RoundProgress:
+    phase: str  # dataset | train | reference | eval | export
+    step: int
+    total: int
+    loss: float | None
+    elapsed_s: float
+
+
+ProgressFn = Callable[[RoundProgress], None]

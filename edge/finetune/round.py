@@ -1,0 +1,314 @@
+"""One fine-tuning round, meant to run in a child process of the daemon.
+
+    run_round(RoundRequest) -> RoundResult          (plain, picklable dataclasses)
+    python -m edge.finetune.round --request REQ.json [--result RES.json] [--progress auto|bar|jsonl|none]
+
+Phases (each reported through ``progress``)::
+
+    dataset    static records -> one-way Q/A pairs -> tokens        too few facts -> "skipped"
+    train      LoRA on the train paraphrases (edge.finetune.train)
+    reference  the exported tensors in PEFT on a few prompts (for the parity check)
+    eval       the ONNX engine: candidate in slot 1, the adapter in service in slot 2, same batches
+    gate       threshold and no regression against the adapter in service   else "rejected"
+    export     write_adapter + loss curve into a staging directory, renamed to <out_dir>/v<version>
+    prune      keep the newest ``keep_versions`` version directories (and the one in service)
+
+Only a staging directory is ever written before the final rename (``edge.finetune.versions``); it is
+removed on any exit, and one left by a killed process is removed by the next round. Memory-cap hits
+(MemoryError, a failed torch/ORT allocation) and model/adapter errors give a "failed" result; anything
+else (an exception raised by the progress callback, KeyboardInterrupt) propagates after cleanup.
+Peak RSS is the process's own (``ru_maxrss``): run a round in a fresh process for a meaningful number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import json
+import math
+import resource
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from edge.finetune.dataset import FactDataset, build_dataset, eval_sample
+from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, peft_reference
+from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult, Status
+from edge.finetune.train import StepInfo, TrainOptions, TrainResult, load_model, train, warm_start_tensors
+from edge.finetune.versions import prune, publish, remove_dead_staging, staging, versions
+from shared.adapters import ARTIFACT_SUFFIX, AdapterManifest, Array, LoadedAdapter, read_adapter, write_adapter
+from shared.errors import AdapterError, ModelError, TwinError
+from shared.modelspec import HF_DIR, ModelSpec, load_spec
+
+__all__ = ["ProgressFn", "RoundProgress", "RoundRequest", "RoundResult", "Status", "run_round", "versions"]
+
+ARTIFACT_NAME = "adapter" + ARTIFACT_SUFFIX
+LOSS_CURVE = "loss_curve.json"
+PARITY_ROWS = 4  # prompts in the PEFT-vs-ONNX parity sample
+_CANDIDATE_SLOT, _CURRENT_SLOT = 1, 2
+
+
+def run_round(request: RoundRequest, progress: ProgressFn | None = None) -> RoundResult:
+    """One complete round; never leaves a partial version directory behind."""
+    start = time.monotonic()
+    base = RoundResult("failed", "", request.twin_id, request.version)
+    try:
+        return _run(request, progress or (lambda _p: None), start, base)
+    except MemoryError as exc:
+        return _failed(base, start, f"memory cap hit: {exc or 'MemoryError'}")
+    except RuntimeError as exc:
+        if not _out_of_memory(exc):
+            raise
+        return _failed(base, start, f"memory cap hit: {str(exc).splitlines()[0][:200]}")
+    except (TwinError, OSError) as exc:
+        return _failed(base, start, f"{type(exc).__name__}: {exc}")
+
+
+def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundResult) -> RoundResult:
+    model_dir, out_dir = Path(request.model_dir), Path(request.out_dir)
+    final = out_dir / f"v{request.version}"
+    if final.exists():
+        return _failed(base, start, f"{final} already exists: versions are never overwritten")
+    spec = load_spec(model_dir)
+    report(RoundProgress("dataset", 0, 1, None, time.monotonic() - start))
+    data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
+    base = replace(base, records=data.records, facts=data.facts, train_examples=len(data.train))
+    skip = _skip_reason(data, request.min_facts)
+    if skip is not None:
+        return replace(base, status="skipped", reason=skip, seconds=time.monotonic() - start)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_staging(out_dir)
+    with staging(out_dir) as stage:
+        trained, warm = _train(request, spec, data, report, start)
+        base = replace(
+            base,
+            warm_start=warm,
+            steps=trained.steps,
+            stop_reason=trained.stop_reason,
+            loss=round(trained.final_loss, 6),
+            tokens=trained.tokens,
+            cache_s=round(trained.cache_seconds, 2),
+            train_s=round(trained.seconds, 2),
+            loss_curve=tuple(round(v, 5) for v in trained.losses),
+        )
+        if not math.isfinite(trained.final_loss):
+            return _failed(base, start, "training diverged (non-finite loss)")
+        result = _evaluate_and_export(request, spec, data, trained, stage, report, start, base)
+        if result.status == "accepted":
+            publish(stage, final)
+    if result.status == "accepted":
+        prune(out_dir, request.keep_versions, request.current_adapter)
+    return replace(
+        result, seconds=round(time.monotonic() - start, 2), peak_rss_mb=peak_rss_mb(), peak_vm_mb=_peak_vm_mb()
+    )
+
+
+def _skip_reason(data: FactDataset, min_facts: int) -> str | None:
+    if data.records == 0:
+        return "no static records"
+    if data.facts < min_facts or not data.heldout:
+        return f"only {data.facts} askable static facts (from {data.records} records); a round needs {min_facts}"
+    return None
+
+
+def _train(
+    request: RoundRequest, spec: ModelSpec, data: FactDataset, report: ProgressFn, start: float
+) -> tuple[TrainResult, bool]:
+    def on_step(info: StepInfo) -> None:
+        report(RoundProgress("train", info.step, info.planned_steps, info.loss, time.monotonic() - start))
+
+    opts = request.train_options()
+    init = _warm_start(request, spec, opts)
+    model = load_model(Path(request.model_dir) / HF_DIR, opts, init)
+    budget = request.max_time_s * request.train_share - (time.monotonic() - start)  # the rest: eval, export
+    trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step)
+    del model
+    _release_memory()
+    return trained, init is not None
+
+
+def _evaluate_and_export(
+    request: RoundRequest,
+    spec: ModelSpec,
+    data: FactDataset,
+    trained: TrainResult,
+    stage: Path,
+    report: ProgressFn,
+    start: float,
+    base: RoundResult,
+) -> RoundResult:
+    adapter = _candidate(request, spec, trained)
+    base, score, note = _evaluate(request, spec, data, adapter, report, start, base)
+    ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
+    if not ok:
+        return replace(base, status="rejected", reason=why + note + _misses(score))
+    report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
+    write_adapter(stage / ARTIFACT_NAME, adapter.tensors, _manifest(request, adapter, base, time.monotonic() - start))
+    curve = {
+        "losses": list(base.loss_curve),
+        "stop_reason": trained.stop_reason,
+        "planned_steps": trained.planned_steps,
+    }
+    (stage / LOSS_CURVE).write_text(json.dumps(curve) + "\n", encoding="utf-8")
+    final = Path(request.out_dir) / f"v{request.version}" / ARTIFACT_NAME
+    size = (stage / ARTIFACT_NAME).stat().st_size
+    return replace(base, status="accepted", reason=why + note, adapter_path=str(final), adapter_bytes=size)
+
+
+def _evaluate(
+    request: RoundRequest,
+    spec: ModelSpec,
+    data: FactDataset,
+    adapter: LoadedAdapter,
+    report: ProgressFn,
+    start: float,
+    base: RoundResult,
+) -> tuple[RoundResult, Score, str]:
+    """Parity, then held-out accuracy of the candidate (and of the adapter in service) on the engine."""
+    from gateway.engine import Engine, EngineOptions  # after training: the ORT session replaces torch's memory
+
+    sample = eval_sample(data.heldout, per_fact=1, seed=request.seed, limit=request.eval_limit)
+    report(RoundProgress("reference", 0, 1, None, time.monotonic() - start))
+    model_dir = Path(request.model_dir)
+    reference = peft_reference(model_dir / HF_DIR, adapter, spec.module_paths, [e.prompt for e in sample[:PARITY_ROWS]])
+    _release_memory()
+    eval_start = time.monotonic()
+    engine = Engine(model_dir, EngineOptions(threads=request.threads, slots=3, max_batch=64))
+    if engine.bank is None:
+        raise ModelError(f"{model_dir}: the serving graph has no adapter bank inputs")
+    engine.bank.load(_CANDIDATE_SLOT, adapter)
+    parity = check_parity(engine, _CANDIDATE_SLOT, reference)
+    slots = {"candidate": _CANDIDATE_SLOT}
+    current, note = _current_adapter(request, spec)
+    if current is not None:
+        engine.bank.load(_CURRENT_SLOT, current)
+        slots["current"] = _CURRENT_SLOT
+
+    def on_batch(done: int, total: int) -> None:
+        report(RoundProgress("eval", done, total, None, time.monotonic() - start))
+
+    scores = engine_accuracy(engine, slots, sample, on_batch)
+    score = scores["candidate"]
+    current_acc = scores["current"].accuracy if "current" in scores else request.current_score
+    base = replace(
+        base,
+        accuracy=round(score.accuracy, 4),
+        current_accuracy=None if current_acc is None else round(current_acc, 4),
+        sensitive_accuracy=None if score.sensitive_accuracy is None else round(score.sensitive_accuracy, 4),
+        eval_examples=score.n,
+        eval_s=round(time.monotonic() - eval_start, 2),
+        parity_max_abs=parity,
+    )
+    return base, score, note
+
+
+def _candidate(request: RoundRequest, spec: ModelSpec, trained: TrainResult) -> LoadedAdapter:
+    """The trained tensors as they will be shipped (rounded to the artifact dtype), with a draft manifest."""
+    dtype = np.float16 if request.adapter_dtype == "float16" else np.float32
+    tensors = {name: value.astype(dtype) for name, value in trained.tensors.items()}
+    manifest = AdapterManifest(
+        twin_id=request.twin_id,
+        version=request.version,
+        base_fingerprint=spec.fingerprint,
+        rank=request.rank,
+        alpha=request.alpha,
+        target_modules=tuple(sorted(request.targets)),
+        dtype=request.adapter_dtype,
+    )
+    return LoadedAdapter(manifest, tensors)
+
+
+def _manifest(request: RoundRequest, adapter: LoadedAdapter, result: RoundResult, seconds: float) -> AdapterManifest:
+    summary = {
+        "steps": result.steps,
+        "loss": result.loss,
+        "accuracy": result.accuracy,
+        "current_accuracy": result.current_accuracy,
+        "sensitive_accuracy": result.sensitive_accuracy,
+        "records": result.records,
+        "facts": result.facts,
+        "train_examples": result.train_examples,
+        "eval_examples": result.eval_examples,
+        "stop_reason": result.stop_reason,
+        "warm_start": result.warm_start,
+        "tokens": result.tokens,
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": peak_rss_mb(),
+        "parity_max_abs": result.parity_max_abs,
+        "lr": request.lr,
+        "b_lr_ratio": request.b_lr_ratio,
+        "epochs": request.epochs,
+        "top_layers": request.top_layers,
+        "seed": request.seed,
+    }
+    return replace(adapter.manifest, training={k: v for k, v in summary.items() if v is not None})
+
+
+def _warm_start(request: RoundRequest, spec: ModelSpec, opts: TrainOptions) -> dict[str, Array] | None:
+    """The adapter in service as the starting point (λ-periodic rounds accumulate), when it fits."""
+    current, _note = _current_adapter(request, spec) if request.warm_start else (None, "")
+    if current is None:
+        return None
+    man = current.manifest
+    return warm_start_tensors(current.tensors, man.rank, man.alpha, opts, spec.n_layers)
+
+
+def _current_adapter(request: RoundRequest, spec: ModelSpec) -> tuple[LoadedAdapter | None, str]:
+    if request.current_adapter is None:
+        return None, ""
+    try:
+        return read_adapter(Path(request.current_adapter), spec), ""
+    except AdapterError as exc:  # not comparable: judge on current_score (if any) and say so
+        return None, f" (the adapter in service could not be re-scored: {type(exc).__name__})"
+
+
+def _misses(score: Score) -> str:
+    if not score.misses:
+        return ""
+    question, expected, got = score.misses[0]
+    return f"; e.g. {question!r} -> {got!r}, expected {expected!r}"
+
+
+def _failed(base: RoundResult, start: float, reason: str) -> RoundResult:
+    return replace(
+        base, status="failed", reason=reason, seconds=round(time.monotonic() - start, 2), peak_rss_mb=peak_rss_mb()
+    )
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("can't allocate memory", "out of memory", "failed to allocate memory", "bad_alloc"))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _peak_vm_mb() -> float | None:
+    """Peak virtual size (VmPeak): what an RLIMIT_AS cap is measured against (Linux only)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmPeak:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def _release_memory() -> None:
+    """Collect, then hand freed heap pages back to the OS so the next phase's peak does not stack."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from edge.finetune.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

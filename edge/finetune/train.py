@@ -1,0 +1,391 @@
+"""LoRA fine-tuning on a :class:`~edge.finetune.dataset.FactDataset`: torch + PEFT on CPU, bounded time.
+
+LoRA sits on the top ``top_layers`` fraction of the decoder (layers ``first..n-1``); the layers below are
+frozen and LoRA-free, so their output for a given token sequence never changes during the round. We
+run them once per example (:class:`LowerCache`), keep the hidden states entering layer ``first`` and
+free those layers once every example has been through; each step runs the top layers::
+
+    once:   prefix_h = lower(prefix [1, P])                         [1, P, H]   (the shared system prompt)
+            rows_h   = lower(suffix_i | prefix), first use of each   [S_i, H]    (question + answer tokens)
+    step:   top(prefix_h)          -> K/V of the prefix per top layer [1, kv_heads, P, head_dim], with grad
+            h = top(rows_h [B, S, H] attending to prefix K/V + causal)  [B, S, H]
+            logits = lm_head(norm(h)[answer positions])               [N, vocab]   N answer tokens, not B * S
+            loss = mean over examples of the mean token cross-entropy of its answer
+
+The shared prefix runs once per step instead of once per row, and the 49,152-wide lm_head only on
+answer positions. Only the LoRA A/B matrices require grad. Everything here is a plain function of the
+seed and the step (LoRA init, batch order, learning-rate schedule) unless the time budget binds:
+then, after the warmup, the schedule is shortened so that the learning rate has decayed when the
+budget runs out (and where a run stops depends on the machine's speed). Early stop
+(:class:`EarlyStop`) when the mean loss over the last epoch falls below ``min_loss`` or has not
+improved by 2% for an epoch (at least ``patience`` steps).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import math
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from edge.finetune.dataset import IGNORE, Batch, Example, FactDataset, epoch_batches, make_batch
+from edge.finetune.weights import load_causal_lm
+from edge.model.runtime import quiet_libraries
+from shared.adapters import Array
+from shared.modelspec import lora_a_name, lora_b_name
+
+StopReason = Literal["converged", "plateau", "max_steps", "max_time"]
+_PLATEAU_GAIN = 0.98  # "improved" = smoothed loss below 98% of the best so far
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple[str, ...] = ("q_proj", "v_proj")
+    lr: float = 2e-3
+    b_lr_ratio: float = 4.0  # LoRA+: the B matrices' learning rate is this multiple of ``lr``
+    batch_size: int = 8
+    max_batch_tokens: int = 256  # rows x padded width of one step (bounds its activation memory)
+    epochs: float = 10.0  # planned passes over the train examples: the LR schedule spans them
+    max_steps: int = 1000
+    max_time_s: float = 300.0  # for the loop; when it binds, the LR schedule is fitted to it
+    warmup_steps: int = 10
+    patience: int = 60
+    min_loss: float = 0.005
+    top_layers: float = 0.5  # LoRA on this top fraction of the layers; the rest run once per example
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepInfo:
+    """What a progress callback gets after every step (the daemon's STATUS, a progress bar)."""
+
+    step: int
+    planned_steps: int
+    loss: float
+    elapsed_s: float
+
+
+Progress = Callable[[StepInfo], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    tensors: dict[str, Array]  # artifact layout: lora_A.{i}.{m} [d_in, r], lora_B.{i}.{m} [r, d_out], fp32
+    losses: list[float] = field(repr=False)  # one per step
+    steps: int
+    planned_steps: int
+    stop_reason: StopReason
+    seconds: float  # the loop, lower-layer passes included
+    cache_seconds: float  # of which: the lower layers (each example once)
+    tokens: int  # token positions through the top layers (prefix once per step + padded rows)
+
+    @property
+    def final_loss(self) -> float:
+        tail = self.losses[-10:]
+        return sum(tail) / len(tail) if tail else math.nan
+
+
+def load_model(hf_dir: Path, opts: TrainOptions, init: Mapping[str, Array] | None = None) -> Any:
+    """The base as a PEFT model with LoRA on the top layers' targets, all base weights frozen.
+
+    ``init``: LoRA tensors in the artifact layout to start from (a warm start from the adapter in
+    service; same rank and scale, see :func:`warm_start_tensors`) instead of PEFT's A random, B zero."""
+    import torch
+
+    torch.set_num_threads(opts.threads)
+    torch.manual_seed(opts.seed)  # LoRA A init
+    peft: Any = importlib.import_module("peft")
+    base = load_causal_lm(hf_dir)
+    with quiet_libraries():
+        n_layers = int(base.config.num_hidden_layers)
+        config = peft.LoraConfig(
+            r=opts.rank,
+            lora_alpha=opts.alpha,
+            target_modules=list(opts.targets),
+            lora_dropout=0.0,
+            bias="none",
+            layers_to_transform=list(range(first_lora_layer(n_layers, opts.top_layers), n_layers)),
+        )
+        model = peft.get_peft_model(base, config)
+    if init is not None:
+        with torch.no_grad():
+            for (layer, module_name), (a, b) in _lora_modules(model, opts.targets).items():
+                a.copy_(torch.from_numpy(np.ascontiguousarray(init[lora_a_name(layer, module_name)].T)))  # [r, d_in]
+                b.copy_(torch.from_numpy(np.ascontiguousarray(init[lora_b_name(layer, module_name)].T)))  # [d_out, r]
+    return model.train()
+
+
+def warm_start_tensors(
+    tensors: Mapping[str, Array], rank: int, alpha: float, opts: TrainOptions, n_layers: int
+) -> dict[str, Array] | None:
+    """An existing adapter's tensors as a starting point for ``opts``, or None where it cannot be one:
+    another rank or targets, or LoRA below the layers ``opts`` trains. B is rescaled to ``opts.alpha``."""
+    first = first_lora_layer(n_layers, opts.top_layers)
+    names = {f"lora_{k}.{i}.{m}" for k in "AB" for i in range(n_layers) for m in opts.targets}
+    if rank != opts.rank or set(tensors) != names:
+        return None
+    if any(np.any(tensors[lora_b_name(i, m)]) for i in range(first) for m in opts.targets):
+        return None
+    rescale = (alpha / rank) / (opts.alpha / opts.rank)  # same delta W = scale * A @ B under the new alpha
+    return {
+        name: (value.astype(np.float32) * (rescale if name.startswith("lora_B") else 1.0)).astype(np.float32)
+        for name, value in tensors.items()
+    }
+
+
+def first_lora_layer(n_layers: int, top_layers: float) -> int:
+    return n_layers - max(1, min(n_layers, round(top_layers * n_layers)))
+
+
+# ------------------------------------------------------------------------------------------------
+# the training loop
+
+
+def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress | None = None) -> TrainResult:
+    """Fine-tune ``model`` (from :func:`load_model`) in place; an exception from ``progress`` aborts.
+
+    The model is spent afterwards: its lower layers are dropped once their output is cached."""
+    import torch
+
+    decoder = model.base_model.model.model  # LlamaModel under PEFT: embed_tokens, layers, norm, rotary_emb
+    lm_head = model.base_model.model.lm_head
+    first = first_lora_layer(len(decoder.layers), opts.top_layers)
+    lower = LowerCache(decoder, first, data.prefix, data.train)
+    prefix_h = lower.prefix_h  # [1, P, H]
+
+    # LoRA+ (Hayou et al., 2024): B learns faster than A; each group's lr is a multiple of the schedule
+    lora_a = [p for n, p in model.named_parameters() if p.requires_grad and "lora_A" in n]
+    lora_b = [p for n, p in model.named_parameters() if p.requires_grad and "lora_A" not in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_a, "scale": 1.0}, {"params": lora_b, "scale": opts.b_lr_ratio}], lr=opts.lr, weight_decay=0.0
+    )
+    rng = random.Random(opts.seed)
+    pad_id = data.train[0].answer[-1]  # eos: padded positions carry no loss anyway
+    queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens)
+    steps_per_epoch = len(queue)
+    planned = max(1, min(opts.max_steps, math.ceil(opts.epochs * steps_per_epoch)))
+    losses: list[float] = []
+    early = EarlyStop(window=steps_per_epoch, patience=max(opts.patience, steps_per_epoch), min_loss=opts.min_loss)
+    tokens, start = 0, time.monotonic()
+    stop: StopReason = "max_steps"
+    step = 0
+    while step < planned:
+        step += 1
+        if not queue:
+            queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens)
+        rows = queue.pop()
+        batch = make_batch([data.train[i] for i in rows], len(data.prefix), pad_id)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, planned, opts) * group["scale"]
+        loss = batch_loss(decoder, lm_head, first, prefix_h, lower.batch(rows), batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        losses.append(value)
+        tokens += prefix_h.shape[1] + batch.tokens.size
+        elapsed = time.monotonic() - start
+        if step == opts.warmup_steps and elapsed > 0:  # end the schedule where the time budget ends
+            fits = max(step + 1, int(opts.max_time_s * step / elapsed))  # (first epoch: lower layers too)
+            if fits < planned:
+                planned, stop = fits, "max_time"
+        if progress is not None:
+            progress(StepInfo(step, planned, value, elapsed))
+        if not math.isfinite(value):
+            break  # diverged: the caller sees a non-finite final loss
+        verdict = early.update(step, value)
+        if verdict is None and elapsed >= opts.max_time_s and step < planned:
+            verdict = "max_time"
+        if verdict is not None:
+            stop = verdict
+            break
+    del optimizer
+    gc.collect()
+    tensors = adapter_tensors(model, opts.targets, opts.rank)
+    seconds = time.monotonic() - start
+    return TrainResult(tensors, losses, len(losses), planned, stop, seconds, lower.seconds, tokens)
+
+
+class EarlyStop:
+    """Watches the mean loss of the last ``window`` steps (an epoch: every example once, so batch
+    noise averages out): "converged" below ``min_loss``, "plateau" after ``patience`` steps without
+    a 2% improvement on the best such mean."""
+
+    def __init__(self, window: int, patience: int, min_loss: float) -> None:
+        self.window, self.patience, self.min_loss = window, patience, min_loss
+        self.recent: list[float] = []
+        self.best, self.best_step = math.inf, 0
+
+    def update(self, step: int, loss: float) -> StopReason | None:
+        self.recent = [*self.recent[-(self.window - 1) :], loss] if self.window > 1 else [loss]
+        if len(self.recent) < self.window:
+            return None
+        mean = sum(self.recent) / len(self.recent)
+        if mean < self.best * _PLATEAU_GAIN:
+            self.best, self.best_step = mean, step
+        if mean < self.min_loss:
+            return "converged"
+        if step - self.best_step >= self.patience:
+            return "plateau"
+        return None
+
+
+def lr_at(step: int, planned: int, opts: TrainOptions) -> float:
+    """Linear warmup, then cosine decay to 10% of the peak at the planned last step."""
+    if step <= opts.warmup_steps:
+        return opts.lr * step / opts.warmup_steps
+    progress = (step - opts.warmup_steps) / max(1, planned - opts.warmup_steps)
+    return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+# ------------------------------------------------------------------------------------------------
+# the forward pass
+
+
+class PrefixKV:
+    """A duck-typed cache for LlamaAttention: the first call per layer (the prefix pass) records K/V,
+    the second (the rows) gets them expanded to its batch and prepended to its own."""
+
+    def __init__(self) -> None:
+        self.kv: dict[int, tuple[Any, Any]] = {}
+
+    def update(self, key: Any, value: Any, layer_idx: int, cache_kwargs: Any = None) -> tuple[Any, Any]:
+        import torch
+
+        if layer_idx not in self.kv:
+            self.kv[layer_idx] = (key, value)  # [1, kv_heads, P, head_dim]
+            return key, value
+        pk, pv = self.kv[layer_idx]
+        rows = key.shape[0]
+        return (
+            torch.cat([pk.expand(rows, -1, -1, -1), key], dim=-2),  # [B, kv_heads, P + S, head_dim]
+            torch.cat([pv.expand(rows, -1, -1, -1), value], dim=-2),
+        )
+
+
+def run_layers(decoder: Any, layers: Sequence[Any], hidden: Any, offset: int, kv: PrefixKV) -> Any:
+    """``hidden`` [B, S, H] at positions offset..offset+S-1 through ``layers``: causal, and attending
+    to all ``offset`` prefix positions held in ``kv`` (none when offset is 0)."""
+    import torch
+
+    rows, width = hidden.shape[0], hidden.shape[1]
+    positions = torch.arange(offset, offset + width).unsqueeze(0).expand(rows, -1)  # [B, S]
+    mask = None  # offset 0: plain causal attention (SDPA's is_causal)
+    if offset:
+        mask = torch.ones(width, offset + width, dtype=torch.bool).tril(diagonal=offset)[None, None]  # [1, 1, S, P+S]
+    rope = decoder.rotary_emb(hidden, positions)
+    for layer in layers:
+        hidden = layer(
+            hidden, attention_mask=mask, position_ids=positions, past_key_values=kv, position_embeddings=rope
+        )
+    return hidden
+
+
+class LowerCache:
+    """Hidden states entering layer ``first`` (after the frozen, LoRA-free lower layers): the prefix's
+    [1, P, H] up front, each example's [S_i, H] the first time a batch uses it, kept from then on.
+    Once every example has been through, the lower layers are dropped and their memory goes back
+    (edge.finetune.weights). A round cut short by its time budget pays only for what it used."""
+
+    def __init__(self, decoder: Any, first: int, prefix: Sequence[int], examples: Sequence[Example]) -> None:
+        import torch
+
+        start = time.monotonic()
+        self.decoder, self.first, self.examples, self.prefix_len = decoder, first, examples, len(prefix)
+        self.kv = PrefixKV()  # the prefix K/V of every lower layer
+        with torch.no_grad():
+            ids = torch.tensor([list(prefix)])
+            self.prefix_h = run_layers(decoder, decoder.layers[:first], decoder.embed_tokens(ids), 0, self.kv)
+        self.rows: list[Any] = [None] * len(examples)
+        self.missing = len(examples)
+        self.seconds = time.monotonic() - start
+
+    def batch(self, indices: Sequence[int]) -> Any:
+        """The rows of ``indices``, right-padded with zeros into one [B, S, H] tensor."""
+        import torch
+
+        todo = [i for i in indices if self.rows[i] is None]
+        if todo:
+            self._fill(todo)
+        return torch.nn.utils.rnn.pad_sequence([self.rows[i] for i in indices], batch_first=True)
+
+    def _fill(self, todo: Sequence[int]) -> None:
+        import torch
+
+        start = time.monotonic()
+        seqs = [(*self.examples[i].prompt[self.prefix_len :], *self.examples[i].answer) for i in todo]
+        ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)  # right padding: never attended
+        for r, seq in enumerate(seqs):
+            ids[r, : len(seq)] = torch.tensor(seq)
+        kv = PrefixKV()
+        kv.kv = self.kv.kv
+        with torch.no_grad():
+            lower = self.decoder.layers[: self.first]
+            hidden = run_layers(self.decoder, lower, self.decoder.embed_tokens(ids), self.prefix_len, kv)  # [b, S, H]
+        for r, i in enumerate(todo):
+            self.rows[i] = hidden[r, : len(seqs[r])].clone()
+        self.missing -= len(todo)
+        if self.missing == 0:  # never run again this round
+            for layer in range(self.first):
+                self.decoder.layers[layer] = torch.nn.Identity()
+        self.seconds += time.monotonic() - start
+
+
+def batch_loss(decoder: Any, lm_head: Any, first: int, prefix_h: Any, rows_h: Any, batch: Batch) -> Any:
+    """Per-example mean answer cross-entropy, averaged over the batch (a scalar with grad)."""
+    import torch
+
+    top = list(decoder.layers[first:])
+    kv = PrefixKV()
+    run_layers(decoder, top, prefix_h, 0, kv)  # records the prefix K/V of every top layer
+    hidden = decoder.norm(run_layers(decoder, top, rows_h, prefix_h.shape[1], kv))  # [B, S, H]
+    targets = torch.from_numpy(batch.targets)  # [B, S]
+    where = targets != IGNORE
+    logits = lm_head(hidden[where])  # [N, vocab]: answer positions only
+    per_token = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="none")  # [N]
+    # every example weighs the same, however long its answer: a token of an n-token answer counts 1/n
+    lengths = where.sum(dim=1, keepdim=True).expand_as(where)[where]  # [N]
+    return (per_token / lengths).sum() / targets.shape[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# the result
+
+
+def adapter_tensors(model: Any, targets: tuple[str, ...], rank: int) -> dict[str, Array]:
+    """The LoRA in the artifact layout (see shared.adapters), float32; layers without LoRA get zero
+    A and B (the artifact holds every layer)."""
+    trained = {
+        key: (a.detach().float().numpy().T, b.detach().float().numpy().T)  # A [d_in, r], B [r, d_out]
+        for key, (a, b) in _lora_modules(model, targets).items()
+    }
+    shapes = {m: (a.shape[0], b.shape[1]) for (_, m), (a, b) in trained.items()}  # every layer alike
+    out: dict[str, Array] = {}
+    for layer in range(int(model.base_model.model.config.num_hidden_layers)):
+        for module_name in targets:
+            d_in, d_out = shapes[module_name]
+            a, b = trained.get((layer, module_name), (np.zeros((d_in, rank)), np.zeros((rank, d_out))))
+            out[lora_a_name(layer, module_name)] = np.ascontiguousarray(a, dtype=np.float32)
+            out[lora_b_name(layer, module_name)] = np.ascontiguousarray(b, dtype=np.float32)
+    return out
+
+
+def _lora_modules(model: Any, targets: tuple[str, ...]) -> dict[tuple[int, str], tuple[Any, Any]]:
+    """(layer, target) -> the PEFT LoRA A weight [r, d_in] and B weight [d_out, r] parameters."""
+    found = {}
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if "layers" in parts and parts[-1] in targets and hasattr(module, "lora_A"):
+            layer = int(parts[parts.index("layers") + 1])
+            found[(layer, parts[-1])] = (module.lora_A["default"].weight, module.lora_B["default"].weight)
+    return found

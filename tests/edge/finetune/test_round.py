@@ -1,0 +1,216 @@
+"""edge.finetune.round on the tiny model: publish, skip, gate, fail cleanly, never leave partial artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import edge.finetune.round as round_mod
+from edge.finetune import cli
+from edge.finetune.evaluate import gate
+from edge.finetune.round import RoundProgress, RoundRequest, RoundResult, run_round, versions
+from edge.readings import StaticRecord
+from gateway.engine import Engine, EngineOptions, GenerationRequest
+from shared.adapters import read_adapter
+from shared.config.edge import FinetuneSection
+from shared.modelspec import load_spec
+from shared.scenario import generate
+from shared.typed import FieldError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def records() -> tuple[StaticRecord, ...]:
+    home = generate(seed=7, homes=1, duration_s=60).homes[0]
+    facts = list(home.static_facts())[:14]
+    return tuple(StaticRecord(f.entity_id, f.attribute, f.value, f.sensitive) for f in facts)
+
+
+def request_for(tiny_model: Path, out: Path, records: tuple[StaticRecord, ...], **fields: object) -> RoundRequest:
+    base = RoundRequest.from_config(
+        FinetuneSection(threads=1, max_steps=6, eval_threshold=0.0, keep_versions=2),
+        twin_id="home1",
+        version=1,
+        model_dir=str(tiny_model),
+        out_dir=str(out),
+        records=records,
+        batch_size=4,
+        lr=1e-2,
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".")) if out.exists() else []
+
+
+@pytest.fixture(scope="module")
+def published(
+    tiny_model: Path, records: tuple[StaticRecord, ...], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[RoundResult, list[str], Path]:
+    """One accepted round, started beside the staging directory a killed round left behind."""
+    out = tmp_path_factory.mktemp("adapters")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = out / f".round-{dead.stdout.strip()}-deadbeef"
+    stale.mkdir()
+    (stale / "adapter.onnx_adapter").write_bytes(b"half written")
+    phases: list[str] = []
+    result = run_round(request_for(tiny_model, out, records), lambda p: phases.append(p.phase))
+    return result, phases, out
+
+
+def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple[RoundResult, list[str], Path]) -> None:
+    result, phases, out = published
+    assert result.status == "accepted", result.reason
+    assert result.adapter_path == str(out / "v1" / "adapter.onnx_adapter")
+    assert {"dataset", "train", "reference", "eval", "export"} <= set(phases)
+    assert result.steps == 6 and result.accuracy is not None and result.parity_max_abs is not None
+    assert result.facts > 0 and result.peak_rss_mb > 0 and result.adapter_bytes > 0
+    spec = load_spec(tiny_model)
+    adapter = read_adapter(Path(result.adapter_path), spec)
+    man = adapter.manifest
+    assert (man.twin_id, man.version, man.base_fingerprint, man.rank, man.dtype) == (
+        "home1",
+        1,
+        spec.fingerprint,
+        8,
+        "float16",
+    )
+    assert {"steps", "loss", "accuracy", "records", "seconds", "peak_rss_mb"} <= set(man.training)
+    curve = json.loads((out / "v1" / "loss_curve.json").read_text())
+    assert len(curve["losses"]) == 6 and list(result.loss_curve) == [round(v, 5) for v in curve["losses"]]
+    engine = Engine(tiny_model, EngineOptions(threads=1, slots=2))
+    assert engine.bank is not None
+    engine.bank.load(1, adapter)
+    assert engine.generate([GenerationRequest("q", "home1 kitchen ceiling light: model?", slot=1, max_new_tokens=2)])
+    assert leftovers(out) == []  # the killed round's staging directory is gone too
+
+
+def test_same_seed_same_adapter_bytes(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], published: tuple[RoundResult, list[str], Path]
+) -> None:
+    again = run_round(request_for(tiny_model, tmp_path, records))
+    assert again.loss_curve == published[0].loss_curve
+    assert Path(again.adapter_path or "").read_bytes() == Path(published[0].adapter_path or "").read_bytes()
+
+
+def test_empty_or_tiny_data_is_skipped(tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]) -> None:
+    empty = run_round(request_for(tiny_model, tmp_path, ()))
+    assert (empty.status, empty.reason) == ("skipped", "no static records")
+    one = run_round(request_for(tiny_model, tmp_path, records[:1]))
+    assert one.status == "skipped" and "askable static facts" in one.reason
+    assert versions(tmp_path) == [] and leftovers(tmp_path) == []
+
+
+def test_an_interrupted_round_leaves_nothing(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
+) -> None:
+    class Killed(Exception):
+        pass
+
+    def kill_at_step_3(p: RoundProgress) -> None:
+        if p.phase == "train" and p.step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_round(request_for(tiny_model, tmp_path, records), kill_at_step_3)
+    assert versions(tmp_path) == [] and leftovers(tmp_path) == []
+
+
+def test_the_gate_refuses_a_worse_adapter(tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]) -> None:
+    worse = run_round(request_for(tiny_model, tmp_path, records, current_score=1.0))
+    assert worse.status == "rejected" and "worse than the adapter in service" in worse.reason
+    assert worse.current_accuracy == 1.0 and versions(tmp_path) == [] and leftovers(tmp_path) == []
+
+
+def test_the_adapter_in_service_is_rescored_and_old_versions_pruned(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], published: tuple[RoundResult, list[str], Path]
+) -> None:
+    in_service = tmp_path / "v1"
+    shutil.copytree(Path(published[0].adapter_path or "").parent, in_service)
+    second = run_round(
+        request_for(
+            tiny_model,
+            tmp_path,
+            records,
+            version=2,
+            keep_versions=1,
+            current_adapter=str(in_service / "adapter.onnx_adapter"),
+        )
+    )
+    assert second.status == "accepted", second.reason
+    assert second.current_accuracy == published[0].accuracy  # v1 re-scored on the same questions
+    assert second.warm_start  # and trained on from v1's weights
+    assert [n for n, _ in versions(tmp_path)] == [1, 2]  # keep_versions = 1, but v1 is in service
+    third = run_round(request_for(tiny_model, tmp_path, records, version=3, keep_versions=1))
+    assert third.status == "accepted" and [n for n, _ in versions(tmp_path)] == [3]
+    again = run_round(request_for(tiny_model, tmp_path, records, version=3))
+    assert again.status == "failed" and "already exists" in again.reason
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "threshold", "current", "ok"),
+    [(0.95, 0.9, None, True), (0.85, 0.9, None, False), (0.95, 0.9, 0.97, False), (0.97, 0.9, 0.97, True)],
+)
+def test_gate_table(accuracy: float, threshold: float, current: float | None, ok: bool) -> None:
+    assert gate(accuracy, threshold, current)[0] is ok
+
+
+def test_memory_cap_gives_a_failed_result(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(round_mod, "train", no_memory)
+    result = run_round(request_for(tiny_model, tmp_path, records))
+    assert result.status == "failed" and result.reason.startswith("memory cap hit")
+    monkeypatch.setattr(round_mod, "train", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    assert run_round(request_for(tiny_model, tmp_path, records)).status == "failed"
+    assert versions(tmp_path) == [] and leftovers(tmp_path) == []
+
+
+def test_request_json_round_trip(tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]) -> None:
+    request = request_for(tiny_model, tmp_path, records)
+    assert RoundRequest.from_json(request.to_json()) == request
+    bad = json.loads(request.to_json())
+    bad["records"][0]["value"] = {"nested": 1}
+    with pytest.raises(FieldError, match=r"records\[0\]"):
+        RoundRequest.from_json(json.dumps(bad))
+
+
+def test_cli_writes_the_result(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "round.json"
+    request.write_text(request_for(tiny_model, tmp_path / "adapters", records).to_json())
+    assert cli.main(["--request", str(request), "--progress", "jsonl"]) == 0
+    result = RoundResult(**json.loads((tmp_path / "round.result.json").read_text()))
+    assert result.status == "accepted"
+    steps = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [s["step"] for s in steps if s["phase"] == "train"] == list(range(1, 7))
+
+
+def test_cli_entry_point_refuses_a_bad_request(tmp_path: Path) -> None:
+    request = tmp_path / "round.json"
+    request.write_text("{}")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "edge.finetune.round", "--request", str(request)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "unusable round request" in done.stderr
+    result = json.loads((tmp_path / "round.result.json").read_text())
+    assert result["status"] == "failed" and "twin_id" in result["reason"]

@@ -1,0 +1,136 @@
+"""edge.finetune.train on the tiny model: the cached-lower-layers forward is exact, runs are reproducible."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.finetune.dataset import IGNORE, FactDataset, build_dataset, make_batch
+from edge.finetune.train import (
+    LowerCache,
+    PrefixKV,
+    StepInfo,
+    TrainOptions,
+    first_lora_layer,
+    load_model,
+    lr_at,
+    run_layers,
+    train,
+)
+from shared.scenario import generate
+
+OPTS = TrainOptions(lr=1e-2, batch_size=4, epochs=2, threads=1, seed=3, top_layers=0.5, warmup_steps=2)
+
+
+@pytest.fixture(scope="module")
+def data(tiny_model: Path) -> FactDataset:
+    home = generate(seed=7, homes=1, duration_s=60).homes[0]
+    return build_dataset(list(home.static_facts())[:12], tiny_model / "tokenizer.json", 2)
+
+
+def test_cached_forward_equals_the_plain_model(tiny_model: Path, data: FactDataset) -> None:
+    import torch
+
+    model = load_model(tiny_model / "hf", OPTS)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.1)  # a LoRA that changes the output
+        decoder, lm_head = model.base_model.model.model, model.base_model.model.lm_head
+        first = first_lora_layer(len(decoder.layers), OPTS.top_layers)
+        examples = data.train[:4]
+        plain = []  # first: the cache drops the lower layer once every example has been through
+        for e in examples:
+            logits = model(input_ids=torch.tensor([[*e.prompt, *e.answer]])).logits[0]
+            plain.append(logits[len(e.prompt) - 1 : len(e.prompt) - 1 + len(e.answer)])
+        cache = LowerCache(decoder, first, data.prefix, examples)
+        cache.batch([2, 0])
+        assert cache.missing == 2
+        rows = cache.batch([0, 1, 2, 3])  # two from the cache, two computed now
+        assert cache.missing == 0
+        top, kv = list(decoder.layers[first:]), PrefixKV()
+        run_layers(decoder, top, cache.prefix_h, 0, kv)
+        hidden = decoder.norm(run_layers(decoder, top, rows, cache.prefix_h.shape[1], kv))
+        targets = torch.from_numpy(make_batch(examples, len(data.prefix), 2).targets)
+        ours = lm_head(hidden[targets != IGNORE])
+        torch.testing.assert_close(ours, torch.cat(plain), atol=1e-5, rtol=1e-5)
+    assert isinstance(decoder.layers[0], torch.nn.Identity)  # every example cached: the lower layer is gone
+
+
+def test_training_is_deterministic_and_reports_progress(tiny_model: Path, data: FactDataset) -> None:
+    seen: list[StepInfo] = []
+    first = train(load_model(tiny_model / "hf", OPTS), data, OPTS, seen.append)
+    again = train(load_model(tiny_model / "hf", OPTS), data, OPTS)
+    assert first.losses == again.losses and first.steps == first.planned_steps == len(seen)
+    assert all(np.array_equal(first.tensors[k], again.tensors[k]) for k in first.tensors)
+    assert [s.step for s in seen] == list(range(1, first.steps + 1))
+    assert first.losses[-1] < first.losses[0]
+    other = train(load_model(tiny_model / "hf", OPTS), data, replace(OPTS, seed=4))
+    assert other.losses != first.losses
+
+
+def test_adapter_covers_every_layer_with_zeros_below_the_lora(tiny_model: Path, data: FactDataset) -> None:
+    opts = replace(OPTS, epochs=0.5)
+    result = train(load_model(tiny_model / "hf", opts), data, opts)
+    assert sorted(result.tensors) == sorted(
+        f"lora_{k}.{i}.{m}" for k in "AB" for i in (0, 1) for m in ("q_proj", "v_proj")
+    )
+    assert result.tensors["lora_A.0.q_proj"].shape == (64, 8) and result.tensors["lora_B.1.v_proj"].shape == (8, 32)
+    assert not result.tensors["lora_A.0.q_proj"].any()  # layer 0 is below the LoRA layers
+    assert result.tensors["lora_A.1.q_proj"].any() and result.tensors["lora_B.1.q_proj"].any()
+
+
+def test_budgets_stop_the_loop(tiny_model: Path, data: FactDataset) -> None:
+    by_steps = train(load_model(tiny_model / "hf", OPTS), data, replace(OPTS, max_steps=3))
+    assert by_steps.steps == by_steps.planned_steps == 3 and by_steps.stop_reason == "max_steps"
+    by_time = train(load_model(tiny_model / "hf", OPTS), data, replace(OPTS, max_time_s=0.0))
+    assert by_time.steps == 1 and by_time.stop_reason == "max_time"
+
+
+def test_progress_exception_aborts(tiny_model: Path, data: FactDataset) -> None:
+    class Stop(Exception):
+        pass
+
+    def stop(info: StepInfo) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(load_model(tiny_model / "hf", OPTS), data, OPTS, stop)
+
+
+def test_learning_rate_schedule() -> None:
+    opts = TrainOptions(lr=1.0, warmup_steps=10)
+    assert lr_at(5, 100, opts) == pytest.approx(0.5)
+    assert lr_at(10, 100, opts) == pytest.approx(1.0)
+    assert lr_at(100, 100, opts) == pytest.approx(0.1)
+    assert lr_at(500, 100, opts) == pytest.approx(0.1)
+
+
+def test_early_stop_watches_the_epoch_mean() -> None:
+    from edge.finetune.train import EarlyStop
+
+    converged = EarlyStop(window=2, patience=3, min_loss=0.1)
+    assert [converged.update(i, v) for i, v in enumerate([1.0, 0.5, 0.08, 0.05], 1)] == [None, None, None, "converged"]
+    flat = EarlyStop(window=2, patience=3, min_loss=0.0)
+    verdicts = [flat.update(i, 1.0) for i in range(1, 7)]
+    assert verdicts == [None, None, None, None, "plateau", "plateau"]
+    improving = EarlyStop(window=1, patience=2, min_loss=0.0)
+    assert all(improving.update(i, 1.0 / i) is None for i in range(1, 20))
+
+
+def test_warm_start_from_an_adapter(tiny_model: Path, data: FactDataset) -> None:
+    from edge.finetune.train import adapter_tensors, warm_start_tensors
+
+    trained = train(load_model(tiny_model / "hf", OPTS), data, replace(OPTS, max_steps=3)).tensors
+    init = warm_start_tensors(trained, OPTS.rank, OPTS.alpha, OPTS, n_layers=2)
+    assert init is not None
+    resumed = adapter_tensors(load_model(tiny_model / "hf", OPTS, init), OPTS.targets, OPTS.rank)
+    assert all(np.array_equal(resumed[k], trained[k]) for k in trained)
+    doubled = warm_start_tensors(trained, OPTS.rank, 2 * OPTS.alpha, OPTS, n_layers=2)  # twice the scale
+    assert doubled is not None and np.allclose(doubled["lora_B.1.q_proj"], 2 * trained["lora_B.1.q_proj"])
+    assert warm_start_tensors(trained, 4, OPTS.alpha, OPTS, n_layers=2) is None  # another rank
+    lower = {**trained, "lora_B.0.q_proj": np.ones_like(trained["lora_B.0.q_proj"])}
+    assert warm_start_tensors(lower, OPTS.rank, OPTS.alpha, OPTS, n_layers=2) is None  # LoRA below the trained layers
