@@ -2,7 +2,8 @@
 
 - ``GET /healthz``  200 while the database answers and the pipeline makes progress, else 503.
 - ``GET /metrics``  Prometheus text: bytes per direction/type/layer, readings, prompts, outbox.
-- ``GET /status``   JSON: counters, sources, uplink, budget.
+- ``GET /status``   JSON: counters, sources, uplink, budget, fine-tuning (progress, recent rounds).
+- ``POST /finetune`` start a fine-tuning round now: 202, or 409 while one runs (``llmtwin edge train-now``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ async def start(daemon: EdgeDaemon, stack: AsyncExitStack) -> str:
     app[DAEMON] = daemon
     app[GAUGES] = _gauges(daemon)
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), web.get("/status", status)])
+    app.add_routes([web.post("/finetune", finetune)])
     return await serve(app, daemon.cfg.admin.host, daemon.cfg.admin.port, stack)
 
 
@@ -40,6 +42,16 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     return web.json_response(await snapshot(request.app[DAEMON]))
+
+
+async def finetune(request: web.Request) -> web.Response:
+    trainer = request.app[DAEMON].trainer
+    if trainer is None:
+        return web.json_response({"error": "the daemon is starting"}, status=503)
+    if not trainer.request_round("on demand"):
+        busy = {"error": "a round is running or about to start", "version": trainer.running}
+        return web.json_response(busy, status=409)
+    return web.json_response({"started": True}, status=202)
 
 
 async def snapshot(daemon: EdgeDaemon) -> dict[str, Any]:
@@ -56,6 +68,7 @@ async def snapshot(daemon: EdgeDaemon) -> dict[str, Any]:
             "used_today": daemon.budget.used_today,
             "stretch": daemon.budget.stretch(),
         },
+        "finetune": await daemon.trainer.snapshot() if daemon.trainer else None,
     }
 
 

@@ -3,7 +3,8 @@
 Startup opens the state store and outbox (one SQLite file under ``device.data_dir``), loads the
 sources' static facts, builds the compressor, connects the uplink and starts the admin server, then
 says READY=1. Serving runs every task in one TaskGroup: one coordinator per source, the flusher,
-the ticker (cadence stretched by the daily data budget), the uplink, the watchdog (WATCHDOG=1 only
+the ticker (cadence stretched by the daily data budget), the uplink, the fine-tune scheduler
+(edge.trainer: λ-periodic LoRA rounds in a child process), the watchdog (WATCHDOG=1 only
 while readings, ticks and the database make progress), the status line and retention.
 SIGHUP reloads the profile (a bad file keeps the old one); SIGTERM says STOPPING=1, takes a last
 tick, lets the uplink deliver for up to ``drain_s`` and exits; a second SIGTERM exits at once.
@@ -26,11 +27,13 @@ from edge.accounting import EdgeAccounting
 from edge.budget import DataBudget
 from edge.client import ClientKeys, TwinClient
 from edge.compressor import coalesce
+from edge.finetune.history import create_schema as create_history_schema
 from edge.outbox import Outbox
 from edge.outbox import create_schema as create_outbox_schema
 from edge.pipeline import Pipeline
 from edge.sources import Coordinator, Simulator, build_sources
 from edge.state_store import StateStore
+from edge.trainer import Trainer
 from edge.uplink import Uplink
 from shared.bwlog import BandwidthLog
 from shared.config import EdgeConfig, load_config
@@ -77,6 +80,7 @@ class EdgeDaemon:
         self.coordinators: list[Coordinator] = []
         self.pipeline = Pipeline(cfg, self.db, now=self.now, on_prompt=self._on_prompt)
         self.uplink: Uplink | None = None
+        self.trainer: Trainer | None = None
         self._sim_epoch = 0.0
         self._sim_speed = 1.0
 
@@ -118,6 +122,8 @@ class EdgeDaemon:
                     tg.create_task(self._maintenance(), name="maintenance"),
                     tg.create_task(self._reloader(), name="reload"),
                 ]
+                assert self.trainer is not None
+                tasks.append(tg.create_task(self.trainer.run(), name="finetune"))
                 self.ready.set()
                 self.notifier.ready(self.status_line())
                 log.info("edge daemon %s serving (admin %s)", self.cfg.device.twin_id, self.admin_url)
@@ -132,7 +138,7 @@ class EdgeDaemon:
     async def _startup(self, stack: AsyncExitStack) -> TwinClient:
         cfg = self.cfg
         cfg.device.data_dir.mkdir(parents=True, exist_ok=True)
-        await self.db.open(StateStore.create_schema, create_outbox_schema)
+        await self.db.open(StateStore.create_schema, create_outbox_schema, create_history_schema)
         stack.push_async_callback(self.db.close)
         sources = build_sources(cfg.sources, cfg.device.twin_id)
         self.simulator = next((s for s in sources if isinstance(s, Simulator)), None)
@@ -162,6 +168,15 @@ class EdgeDaemon:
             cfg.gateway,
             merge=lambda texts: coalesce(texts, twin),
             on_resync=self.pipeline.request_keyframe,
+        )
+        self.trainer = Trainer(
+            cfg,
+            self.db,
+            now=self.now,
+            speed=self._sim_speed,
+            env=self.env,
+            served_version=self._served_version,
+            on_upload=self.uplink.wake,
         )
         self.admin_url = await admin.start(self, stack)
         return client
@@ -200,6 +215,9 @@ class EdgeDaemon:
                 next_at = loop.time()
             await self.pipeline.tick()
 
+    def _served_version(self) -> int:
+        return self.uplink.stats.served_adapter_version if self.uplink is not None else 0
+
     def _on_prompt(self) -> None:
         if self.uplink is not None:
             self.uplink.wake()
@@ -232,6 +250,7 @@ class EdgeDaemon:
         return (
             f"{s.readings} readings, {s.prompts} prompts ({s.keyframes} key), {acked} acked, "
             f"{self.budget.used_today} B today; sources: {sources}"
+            + (f"; {self.trainer.status_text()}" if self.trainer is not None else "")
         )
 
     async def _status(self) -> None:
@@ -275,5 +294,7 @@ class EdgeDaemon:
         self.cfg = cfg
         self.budget.daily_bytes = cfg.budget.daily_bytes
         await self.pipeline.reconfigure(cfg)
+        if self.trainer is not None:
+            self.trainer.reconfigure(cfg)
         log.info("configuration reloaded from %s", self.config_path)
         return True

@@ -229,6 +229,12 @@ class StateStore:
         ).fetchall()
         return [StaticRecord(e, a, _load_fact(v), bool(s)) for e, a, v, s in rows]
 
+    @staticmethod
+    def static_changed_at(conn: sqlite3.Connection) -> float | None:
+        """When a static fact was last added or changed (the readings' clock), None without facts."""
+        row = conn.execute("SELECT MAX(updated) FROM static_facts").fetchone()
+        return None if row[0] is None else float(row[0])
+
     def static_digest(self, conn: sqlite3.Connection) -> str:
         return digest(self.static_facts(conn))
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from gateway.prompts import StoredState
 from shared.protocol.results import Aggregate, PromptRef
 from shared.semantic import EntityState, render
+from shared.templates import SYSTEM_PROMPT, query_messages
 
 MAX_CONTEXT_LINES = 24
 MAX_SHARED_LINE_CHARS = 160
@@ -55,9 +56,16 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    prompt: str
+    prompt: str  # the user turn
     used: tuple[PromptRef, ...]
     aggregates: tuple[Aggregate, ...]
+    system: str = SYSTEM_PROMPT
+
+
+def fact_context(question: str) -> Context:
+    """A question to the adapter alone, worded and prompted exactly as the edge fine-tuned it."""
+    system, user = query_messages(question)
+    return Context(user, (), (), system)
 
 
 def words(text: str) -> set[str]:

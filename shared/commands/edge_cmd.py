@@ -1,6 +1,8 @@
 """``llmtwin edge --config <profile>.toml``: the edge daemon (what systemd runs), and its actions.
 
 ``llmtwin edge status --config ...`` prints the running daemon's status from its admin server.
+``llmtwin edge train-now --config ... [--wait]`` asks the running daemon for a fine-tuning round now;
+``--wait`` follows it with a progress bar until it ends and exits 0 only if the adapter was accepted.
 """
 
 from __future__ import annotations
@@ -10,6 +12,9 @@ import asyncio
 import json
 import logging
 import signal
+import sys
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,10 +27,11 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "action",
         nargs="?",
-        choices=("run", "status"),
+        choices=("run", "status", "train-now"),
         default="run",
-        help="run the daemon (default) or print a running daemon's status",
+        help="run the daemon (default), print a running daemon's status, or ask it for a fine-tuning round",
     )
+    parser.add_argument("--wait", action="store_true", help="train-now: follow the round to its end")
     parser.add_argument("--config", type=Path, required=True, help="device profile (TOML)")
     parser.set_defaults(handler=_main)
 
@@ -34,6 +40,8 @@ def _main(args: argparse.Namespace) -> int:
     cfg = load_config(EdgeConfig, args.config)
     if args.action == "status":
         return _status(cfg)
+    if args.action == "train-now":
+        return _train_now(cfg, args.wait)
     asyncio.run(_serve(cfg, args.config))
     return 0
 
@@ -62,3 +70,60 @@ def _status(cfg: EdgeConfig) -> int:
         logging.getLogger(__name__).error("no daemon answers at %s: %s", url, exc)
         return 1
     return 0
+
+
+def _train_now(cfg: EdgeConfig, wait: bool) -> int:
+    base = f"http://{cfg.admin.host}:{cfg.admin.port}"
+    before = _rounds(base)
+    if before is None:
+        return 1
+    request = urllib.request.Request(f"{base}/finetune", method="POST", data=b"")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            print(f"round requested ({response.status})")
+    except urllib.error.HTTPError as exc:
+        print(f"refused: {json.load(exc).get('error', exc.reason)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"no daemon answers at {base}: {exc}", file=sys.stderr)
+        return 1
+    if not wait:
+        return 0
+    last_before = before[0]["version"] if before else 0
+    while True:  # a user watching a progress bar: poll the daemon's status
+        time.sleep(1.0)
+        status = _get(f"{base}/status")
+        if status is None:
+            return 1
+        ft = status.get("finetune") or {}
+        progress = ft.get("progress")
+        if progress:
+            loss = f" loss {progress['loss']:.3f}" if progress.get("loss") is not None else ""
+            print(
+                f"\rv{ft['running']} {progress['phase']:<9} {progress['step']}/{progress['total']}{loss} "
+                f"{progress['elapsed_s']:.0f}s   ",
+                end="",
+                flush=True,
+            )
+        done = [r for r in ft.get("rounds", []) if r["version"] > last_before and r["status"] != "running"]
+        if done:
+            r = done[0]
+            print(f"\nround v{r['version']} {r['status']}: {r['reason']}")
+            return 0 if r["status"] == "accepted" else 1
+
+
+def _rounds(base: str) -> list[dict[str, Any]] | None:
+    status = _get(f"{base}/status")
+    if status is None:
+        return None
+    return list((status.get("finetune") or {}).get("rounds", []))
+
+
+def _get(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            doc: dict[str, Any] = json.load(response)
+            return doc
+    except OSError as exc:
+        print(f"no daemon answers at {url}: {exc}", file=sys.stderr)
+        return None

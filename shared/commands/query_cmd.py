@@ -18,6 +18,11 @@ def register(sub: Any) -> None:
     parser.add_argument("question")
     parser.add_argument("--twin", required=True, help="twin id")
     parser.add_argument("--inter", action="store_true", help="include other twins' shared state")
+    parser.add_argument(
+        "--facts",
+        action="store_true",
+        help="ask the twin's adapter alone (static facts learnt on the device), without state context",
+    )
     parser.add_argument("--scope", choices=("group", "region"), default="group")
     parser.add_argument("--config", type=Path, help="edge profile: gateway endpoint and this device's keys")
     parser.add_argument("--endpoint", help="gateway endpoint (overrides --config)")
@@ -56,7 +61,7 @@ async def _ask(args: argparse.Namespace, endpoint: str, server_key: Path, key: P
     if args.inter:
         message = m.InterQuery(args.twin, args.question, args.scope, args.max_new_tokens)
     else:
-        message = m.Query(args.twin, args.question, args.max_new_tokens)
+        message = m.Query(args.twin, args.question, args.max_new_tokens, context="none" if args.facts else "state")
     async with TwinClient(endpoint, ClientKeys.from_files(server_key, key)) as client:
         reply = await client.request(message, timeout_s=args.timeout)
     reply.raise_for_error()

@@ -128,6 +128,9 @@ class StateSection:
 class FinetuneSection:
     """λ-periodic LoRA rounds and the budget a round may use on this device."""
 
+    enabled: bool = True
+    base: Annotated[str, Length(1, 4096)] = "smollm2-135m"  # a builtin base name or a local model path
+    model_cache: Path | None = None  # where `llmtwin model prepare` put it (default: the user cache)
     lambda_h: Annotated[float, Range(0.01, 24 * 365)] = 24.0
     threads: Annotated[int, Range(1, 256)] = 2
     niceness: Annotated[int, Range(0, 19)] = 10

@@ -111,7 +111,11 @@ class AdapterCommit(Message):
 
 @dataclass(frozen=True, slots=True)
 class Query(Message):
-    """Ask a twin: its adapter + its latest state prompts as context + the question."""
+    """Ask a twin: its adapter + its latest state prompts as context + the question.
+
+    ``context = "none"`` asks the adapter alone, in exactly the prompt its fine-tuning used
+    (``shared.templates.query_messages``): questions about static facts, which live only in the adapter.
+    """
 
     TAG: ClassVar[int] = 0x06
     twin_id: TwinId
@@ -121,6 +125,7 @@ class Query(Message):
     top_p: Annotated[float, Range(0.0, 1.0)] = 1.0
     seed: U63 = 0
     stop: Annotated[tuple[Annotated[str, Length(1, 64)], ...], Length(0, 8)] = ()
+    context: Literal["state", "none"] = "state"
 
     def check(self, limits: Limits) -> None:
         _check_question(self.question, self.max_new_tokens, self.stop, limits)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from edge_profile import edge_profile, free_port
 from twin_harness import Env, make_env, running, until
 
 from edge.client import TwinClient
@@ -23,47 +24,6 @@ from shared.protocol.results import QueryResult
 TWIN = "home1"
 
 
-def edge_profile(
-    root: Path, env: Env, endpoint: str, *, speed: float = 600.0, tick_s: float = 30.0, extra: str = ""
-) -> Path:
-    text = f"""
-[device]
-twin_id = "{TWIN}"
-profile = "test-hub"
-arch = "x86_64"
-memory_mb = 8192
-cpu_cores = 2
-data_dir = "{root / "edge-data"}"
-
-[gateway]
-endpoint = "{endpoint}"
-server_public_key = "{env.keys / "server.key"}"
-client_secret_key = "{env.keys / f"{TWIN}.key_secret"}"
-request_timeout_s = 1.0
-backoff_initial_s = 0.05
-backoff_max_s = 0.5
-
-[sampling]
-tick_s = {tick_s}
-keyframe_every_s = 3600.0
-
-[[sources]]
-type = "simulator"
-home = 1
-speed = {speed}
-
-[state]
-share = "group"
-
-[admin]
-port = 0
-{extra}
-"""
-    path = root / "edge.toml"
-    path.write_text(text)
-    return path
-
-
 def gateway_seqs(env: Env) -> list[int]:
     db = env.cfg.storage.data_dir / "gateway.sqlite3"
     if not db.exists():
@@ -73,12 +33,6 @@ def gateway_seqs(env: Env) -> list[int]:
         return [int(r[0]) for r in conn.execute("SELECT seq FROM prompts WHERE twin_id = ? ORDER BY seq", (TWIN,))]
     finally:
         conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_daemon_syncs_state_and_speaks_sd_notify(tmp_path: Path, tiny_model: Path, model_cache: Path) -> None:

@@ -55,6 +55,9 @@ async def test_hello_state_and_twin_query(env: Env) -> None:
         assert isinstance(reply.result, QueryResult)
         assert [r.seq for r in reply.result.used] == [1]
         assert reply.message.acct.tokens_out >= 1
+        facts = await c.request(m.Query("home1", "home1 kitchen ceiling light: model?", 4, context="none"))
+        assert isinstance(facts.result, QueryResult) and facts.result.used == ()  # the adapter alone
+        assert facts.message.acct.tokens_in < reply.message.acct.tokens_in  # type: ignore[union-attr]
         hello2 = (await c.request(m.Hello("home1", "test/1"))).raise_for_error()
         assert isinstance(hello2.result, HelloResult) and hello2.result.last_state_seq == 1
 
