@@ -2,9 +2,11 @@
 
 A gateway and three simulated homes run as real processes (``llmtwin gateway`` / ``llmtwin edge``)
 with CURVE keys, SQLite files and the real base model. The homes replay the seeded scenario at an
-accelerated clock; once they have synced a few simulated hours, each twin is asked about its
-current state, one inter-twin question is asked, and a bandwidth summary is printed from the
-gateway's bandwidth log. Everything lives under one work folder; processes are stopped on exit.
+accelerated clock and each runs its first fine-tuning round on its static facts (a child process
+per home, LoRA on the real model, uploaded to the gateway through the outbox). Then each twin is
+asked about its current state, about static facts that no prompt carries (only its adapter knows
+them), one inter-twin question is asked, and a bandwidth summary is printed from the homes'
+bandwidth logs. Everything lives under one work folder; processes are stopped on exit.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +34,7 @@ from shared.modelspec import default_cache_dir
 from shared.protocol import messages as m
 from shared.protocol.results import QueryResult
 from shared.scenario import generate
+from shared.templates import QAPair, normalize_answer, pairs
 
 HOMES = ("home1", "home2", "home3")
 
@@ -44,6 +48,7 @@ class DemoOptions:
     sync_hours: float = 2.0  # simulated time to sync before asking
     tick_s: float = 10.0
     start_h: float = 18.0  # the homes come alive at 18:00 of the scenario day: lights, TV, heating
+    finetune_s: float = 240.0  # each home's first round (three at once share the machine's cores)
 
 
 def say(step: str, text: str) -> None:
@@ -52,7 +57,7 @@ def say(step: str, text: str) -> None:
 
 def run_demo(opts: DemoOptions) -> int:
     cache = opts.cache_dir or default_cache_dir(os.environ)
-    work = opts.work
+    work = opts.work.resolve()  # configs name absolute paths (relative ones resolve against the config file)
     work.mkdir(parents=True, exist_ok=True)
     say("model", f"preparing {opts.base} in {cache} (cached after the first run)")
     _run([sys.executable, "-m", "shared", "model", "prepare", "--base", opts.base, "--cache-dir", str(cache)])
@@ -71,6 +76,7 @@ def run_demo(opts: DemoOptions) -> int:
             procs.append(_spawn(work / f"{home}.log", "edge", "--config", str(profile)))
         say("homes", f"3 edge daemons replaying the scenario at {opts.speed:g}x ({', '.join(HOMES)})")
         _wait_sync(admin, opts, procs)
+        _wait_finetune(admin, opts, procs)
         asyncio.run(_questions(work, keys, gw_port))
         _bandwidth(work, opts)
     say("done", f"logs and state are in {work}; processes stopped")
@@ -143,6 +149,15 @@ share = "group"
 sensitive_attributes = ["owner_name", "door_code", "presence_schedule", "alarm_pin", "wifi_password"]
 [admin]
 port = {admin}
+[finetune]
+enabled = true
+base = "{opts.base}"
+model_cache = "{opts.cache_dir or default_cache_dir(os.environ)}"
+threads = 1
+max_time_s = {opts.finetune_s}
+memory_cap_mb = 3072
+eval_threshold = 0.0
+static_change_threshold = 0.5
 """)
     return path
 
@@ -228,6 +243,55 @@ def _wait_sync(admin: dict[str, str], opts: DemoOptions, procs: list[subprocess.
         time.sleep(1.0)
 
 
+def _wait_finetune(admin: dict[str, str], opts: DemoOptions, procs: list[subprocess.Popen[bytes]]) -> None:
+    """Until every home's first round has ended and, when accepted, the gateway serves its adapter."""
+    deadline = time.monotonic() + opts.finetune_s * 3 + 600
+    last, said = "", 0.0
+    while True:
+        status: dict[str, dict[str, Any]] = {home: _finetune_status(url) for home, url in admin.items()}
+        parts, finished = [], 0
+        for home, ft in status.items():
+            rounds = ft.get("rounds") or []
+            first = rounds[-1] if rounds else None
+            progress = ft.get("progress")
+            if first is None:
+                parts.append(f"{home} waiting for its facts to settle")
+            elif first["status"] == "running" and progress:
+                parts.append(f"{home} v{first['version']} {progress['phase']} {progress['step']}/{progress['total']}")
+            elif first["status"] == "running":
+                parts.append(f"{home} v{first['version']} starting")
+            elif first["status"] == "accepted" and first["upload"] == "pending":
+                parts.append(f"{home} v{first['version']} uploading")
+            else:
+                parts.append(f"{home} v{first['version']} {first['status']}")
+                finished += 1
+        line = ", ".join(parts)
+        shape = re.sub(r" \d+/\d+", "", line)  # the phases, without step counts
+        if shape != last or time.monotonic() - said > PROGRESS_EVERY_S:
+            say("fine-tune", line)
+            last, said = shape, time.monotonic()
+        if finished == len(admin):
+            for home, ft in status.items():
+                first = (ft.get("rounds") or [])[-1]
+                say("fine-tune", f"{home} v{first['version']} {first['status']}: {first['reason']}")
+                if first["upload"] == "rejected":
+                    say("fine-tune", f"{home} v{first['version']} refused by the gateway: {first['upload_detail']}")
+                elif first["upload"] == "acked":
+                    say("fine-tune", f"{home} v{first['version']} uploaded and served by the gateway")
+            say("fine-tune", "the demo's gate is 0 so every adapter deploys; a device's default gate is 0.9")
+            return
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("demo: a process exited early; see the logs in the work folder")
+        if time.monotonic() > deadline:
+            raise SystemExit("demo: the fine-tuning rounds did not finish in time")
+        time.sleep(2.0)
+
+
+def _finetune_status(url: str) -> dict[str, Any]:
+    section = (_get_json(url + "/status") or {}).get("finetune")
+    return section if isinstance(section, dict) else {}
+
+
 def _hhmm(epoch: float) -> str:
     return time.strftime("%H:%M", time.gmtime(epoch)) if epoch else "--:--"
 
@@ -248,13 +312,31 @@ QUESTIONS = {
 }
 
 
+FACTS_PER_HOME = 3
+PROGRESS_EVERY_S = 20.0
+
+
+def fact_questions(home_index: int, n: int = FACTS_PER_HOME) -> list[QAPair]:
+    """Held-out paraphrases (never trained on) about static facts of one home, one per kind, no secrets."""
+    facts = generate(7, 3, 60.0).homes[home_index].static_facts()
+    chosen: dict[str, QAPair] = {}
+    for pair in pairs(facts):
+        kind = pair.template.partition(".")[0]
+        if pair.split == "heldout" and not pair.sensitive and kind not in chosen:
+            chosen[kind] = pair
+    return list(chosen.values())[:n]
+
+
 async def _questions(work: Path, keys: Path, port: int) -> None:
     endpoint = f"tcp://127.0.0.1:{port}"
-    for home, questions in QUESTIONS.items():
+    for index, (home, questions) in enumerate(QUESTIONS.items()):
         client_keys = ClientKeys.from_files(keys / "server.key", keys / f"{home}.key_secret")
         async with TwinClient(endpoint, client_keys) as client:
             for q in questions:
                 await _ask(client, home, m.Query(home, q, max_new_tokens=48))
+            for pair in fact_questions(index):
+                query = m.Query(home, pair.question, max_new_tokens=16, context="none")
+                await _ask(client, home, query, expected=pair.answer)
             if home == "home1":
                 await _ask(
                     client,
@@ -263,14 +345,21 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
                 )
 
 
-async def _ask(client: TwinClient, home: str, message: m.Query | m.InterQuery) -> None:
+async def _ask(
+    client: TwinClient, home: str, message: m.Query | m.InterQuery, expected: str | None = None
+) -> None:
     started = time.monotonic()
     reply = (await client.request(message, timeout_s=300)).raise_for_error()
     result = reply.result
     assert isinstance(result, QueryResult)
     kind = "inter-twin" if isinstance(message, m.InterQuery) else "twin"
+    if expected is not None:
+        kind = "static fact, adapter only"
     say("ask", f"{home} ({kind}): {message.question}")
     print(f"{'':21}→ {result.answer}")
+    if expected is not None:
+        right = normalize_answer(result.answer) == normalize_answer(expected)
+        print(f"{'':21}  {'right' if right else 'wrong'}: the device's record says {expected!r}")
     for agg in result.aggregates:
         print(f"{'':21}  computed: {agg.name} = {agg.value:g}{agg.unit} over {agg.n} entities")
     twins = sorted({r.twin_id for r in result.used})

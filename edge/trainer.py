@@ -10,6 +10,11 @@ A round starts (``Trainer.run``, one owned task of the daemon):
   ``static_change_threshold`` (the fraction of facts added, removed or changed), once they hold still;
 * on demand: ``POST /finetune`` on the admin server (``llmtwin edge train-now``).
 
+A round that falls short of the eval gate is not served, but its adapter is kept as a candidate and
+the next round resumes from it ("catching up": after ``catchup_pause_s`` rather than λ, while
+held-out accuracy still improves, at most ``catchup_rounds`` in a row), so a device with many facts
+gets there over several bounded rounds instead of starting cold each time.
+
 Never two at once: a request while one runs is refused (409). A failed round (no prepared model,
 memory cap, killed) is retried after min(λ, 1 h). An adapter the gateway refused is kept locally
 with the gateway's reason, and periodic rounds pause until the static facts change or someone asks:
@@ -32,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.finetune.child import ChildRound, ChildSettings
-from edge.finetune.history import RoundHistory
+from edge.finetune.history import RoundHistory, RoundRow
 from edge.finetune.request import RoundProgress, RoundRequest, RoundResult
 from edge.outbox import Outbox
 from edge.readings import StaticRecord
@@ -47,6 +52,7 @@ log = logging.getLogger(__name__)
 CHECK_S = 60.0  # real seconds between looks at the static facts while nothing is due
 SETTLE_S = 900.0  # daemon-clock seconds the static facts must hold still before they trigger a round
 FAILED_RETRY_H = 1.0
+CATCHUP_MIN_GAIN = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +174,36 @@ class Trainer:
         refused = await self._db.run(RoundHistory.last, "accepted")
         if refused is not None and refused.upload == "rejected" and changed <= ft.static_change_threshold:
             return Due(None, CHECK_S)  # same facts, same adapter: wait for a change or a request
-        due_at = (last.finished or last.started) + period_h * 3600
+        catchup = await self._catching_up()
+        due_at = (last.finished or last.started) + (ft.catchup_pause_s if catchup else period_h * 3600)
         left = due_at - self._now()
         if left <= 0:
+            if catchup:
+                return Due(catchup, 0.0)
             retry = last.status in ("failed", "interrupted")
             return Due("retry after a failed round" if retry else f"λ = {ft.lambda_h:g} h elapsed", 0.0)
         return Due(None, min(CHECK_S, left / self._speed))
+
+    async def _catching_up(self) -> str | None:
+        """A trigger when the last round fell short of the gate but is still learning: rounds resume
+        from its candidate after ``catchup_pause_s`` instead of waiting λ, up to ``catchup_rounds`` in a
+        row, while held-out accuracy keeps improving by at least a point."""
+        ft = self.cfg.finetune
+        recent = await self._db.run(RoundHistory.recent, ft.catchup_rounds + 1)
+        last = recent[0] if recent else None
+        if last is None or last.status != "rejected" or last.accuracy is None or last.accuracy >= ft.eval_threshold:
+            return None
+        streak = 0
+        for row in recent:
+            if not row.trigger.startswith("catching up"):
+                break
+            streak += 1
+        if streak >= ft.catchup_rounds:
+            return None
+        before = next((r.accuracy for r in recent[1:] if r.accuracy is not None), None)
+        if before is not None and last.accuracy < before + CATCHUP_MIN_GAIN:
+            return None  # plateau: back to the λ rhythm
+        return f"catching up (accuracy {last.accuracy:.2f} < gate {ft.eval_threshold:.2f})"
 
     # ---- one round ------------------------------------------------------------------------------------
 
@@ -206,6 +236,7 @@ class Trainer:
             return RoundResult("failed", why, self.cfg.device.twin_id, version)
         current = await self._db.run(RoundHistory.last, "accepted")
         in_service = current if current is not None and current.upload in ("acked", "pending") else None
+        resume = await self._resume_point(in_service)
         request = RoundRequest.from_config(
             ft,
             twin_id=self.cfg.device.twin_id,
@@ -215,6 +246,7 @@ class Trainer:
             records=tuple(facts),
             current_adapter=in_service.adapter_path if in_service else None,
             current_score=in_service.accuracy if in_service else None,
+            resume_adapter=resume,
         )
         rounds = self.workdir / "rounds"
         rounds.mkdir(parents=True, exist_ok=True)
@@ -232,6 +264,20 @@ class Trainer:
         finally:
             req_path.unlink(missing_ok=True)
 
+    async def _resume_point(self, in_service: RoundRow | None) -> str | None:
+        """The most accurate recent candidate (a rejected round's adapter) when it beats the one in
+        service: the next round continues from there. None: start from the adapter in service."""
+        recent = await self._db.run(RoundHistory.recent, 10)
+        floor = in_service.accuracy if in_service is not None and in_service.accuracy is not None else -1.0
+        best = max(
+            (r for r in recent if r.status == "rejected" and r.adapter_path and r.accuracy is not None),
+            key=lambda r: (r.accuracy, r.version),
+            default=None,
+        )
+        if best is None or best.accuracy is None or best.accuracy <= floor:
+            return None
+        return best.adapter_path  # (a round whose resume file is gone starts from the one in service)
+
     def _on_progress(self, progress: RoundProgress) -> None:
         if self.progress is None or progress.phase != self.progress.phase:
             log.info("fine-tune v%s: %s (%.0f s)", self.running, progress.phase, progress.elapsed_s)
@@ -242,7 +288,8 @@ class Trainer:
         outbox_id = None
         if result.status == "accepted" and result.adapter_path:
             outbox_id = await self._queue_upload(version, Path(result.adapter_path))
-        finish = (version, result.status, result.reason, now, result.accuracy, result.adapter_path, outbox_id)
+        artifact = result.adapter_path or result.checkpoint_path  # served, or a resume point
+        finish = (version, result.status, result.reason, now, result.accuracy, artifact, outbox_id)
         await self._db.run(RoundHistory.finish, *finish)
         level = logging.INFO if result.status in ("accepted", "skipped") else logging.WARNING
         log.log(level, "fine-tune v%d %s: %s", version, result.status, result.reason)

@@ -45,7 +45,7 @@ class RoundRow:
     status: RoundStatus
     reason: str
     accuracy: float | None
-    adapter_path: str | None
+    adapter_path: str | None  # accepted: the served artifact; rejected: the candidate (a resume point)
     static_digest: str
     outbox_id: int | None
     upload: UploadState  # the outbox item's status ("" when nothing was queued)

@@ -39,7 +39,8 @@ class RoundRequest:
     out_dir: Annotated[str, Length(1, 4096)]  # versions go to <out_dir>/v<version>/
     records: tuple[StaticRecord, ...] = ()
     current_adapter: str | None = None  # the .onnx_adapter in service: re-scored on the same questions
-    warm_start: bool = True  # start from current_adapter's LoRA when it fits (same rank and targets)
+    warm_start: bool = True  # start from resume_adapter's (else current_adapter's) LoRA when it fits
+    resume_adapter: str | None = None  # a previous round's candidate to continue training from
     current_score: Annotated[float, Range(0.0, 1.0)] | None = None  # used when there is no current_adapter
     rank: Annotated[int, Range(1, 64)] = 8
     alpha: Annotated[float, Range(0.01, 1024)] = 16.0
@@ -139,6 +140,7 @@ class RoundResult:
     twin_id: str
     version: int
     adapter_path: str | None = None  # <out_dir>/v<version>/adapter.onnx_adapter when accepted
+    checkpoint_path: str | None = None  # <out_dir>/candidates/v<version>/... when rejected by the gate
     accuracy: float | None = None  # held-out, on the ONNX engine
     current_accuracy: float | None = None  # the adapter in service, same questions (or current_score)
     sensitive_accuracy: float | None = None

@@ -10,7 +10,9 @@ Phases (each reported through ``progress``)::
     reference  the exported tensors in PEFT on a few prompts (for the parity check)
     eval       the ONNX engine: candidate in slot 1, the adapter in service in slot 2, same batches
     gate       threshold and no regression against the adapter in service   else "rejected"
-    export     write_adapter + loss curve into a staging directory, renamed to <out_dir>/v<version>
+    export     write_adapter + loss curve into a staging directory, renamed to <out_dir>/v<version>;
+               a rejected candidate goes to <out_dir>/candidates/v<version> instead: never served, but
+               the next round may resume from it (``resume_adapter``), so progress accumulates
     prune      keep the newest ``keep_versions`` version directories (and the one in service)
 
 Only a staging directory is ever written before the final rename (``edge.finetune.versions``); it is
@@ -47,6 +49,8 @@ __all__ = ["ProgressFn", "RoundProgress", "RoundRequest", "RoundResult", "Status
 
 ARTIFACT_NAME = "adapter" + ARTIFACT_SUFFIX
 LOSS_CURVE = "loss_curve.json"
+CANDIDATES = "candidates"  # <out_dir>/candidates/v<N>: rejected rounds' adapters, resume points only
+KEEP_CANDIDATES = 2
 PARITY_ROWS = 4  # prompts in the PEFT-vs-ONNX parity sample
 _CANDIDATE_SLOT, _CURRENT_SLOT = 1, 2
 
@@ -99,8 +103,13 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
         result = _evaluate_and_export(request, spec, data, trained, stage, report, start, base)
         if result.status == "accepted":
             publish(stage, final)
+        elif result.checkpoint_path:  # a resume point for the next round, never served
+            (out_dir / CANDIDATES).mkdir(exist_ok=True)
+            publish(stage, Path(result.checkpoint_path).parent)
     if result.status == "accepted":
         prune(out_dir, request.keep_versions, request.current_adapter)
+    elif result.checkpoint_path:
+        prune(out_dir / CANDIDATES, KEEP_CANDIDATES, request.resume_adapter)
     return replace(
         result, seconds=round(time.monotonic() - start, 2), peak_rss_mb=peak_rss_mb(), peak_vm_mb=_peak_vm_mb()
     )
@@ -143,10 +152,11 @@ def _evaluate_and_export(
     adapter = _candidate(request, spec, trained)
     base, score, note = _evaluate(request, spec, data, adapter, report, start, base)
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
-    if not ok:
-        return replace(base, status="rejected", reason=why + note + _misses(score))
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
     write_adapter(stage / ARTIFACT_NAME, adapter.tensors, _manifest(request, adapter, base, time.monotonic() - start))
+    if not ok:  # kept as a candidate: training progress carries over to the next round
+        checkpoint = Path(request.out_dir) / CANDIDATES / f"v{request.version}" / ARTIFACT_NAME
+        return replace(base, status="rejected", reason=why + note + _misses(score), checkpoint_path=str(checkpoint))
     curve = {
         "losses": list(base.loss_curve),
         "stop_reason": trained.stop_reason,
@@ -249,11 +259,21 @@ def _manifest(request: RoundRequest, adapter: LoadedAdapter, result: RoundResult
 
 def _warm_start(request: RoundRequest, spec: ModelSpec, opts: TrainOptions) -> dict[str, Array] | None:
     """The adapter in service as the starting point (λ-periodic rounds accumulate), when it fits."""
-    current, _note = _current_adapter(request, spec) if request.warm_start else (None, "")
+    if not request.warm_start:
+        return None
+    current = _resume_adapter(request, spec) if request.resume_adapter else _current_adapter(request, spec)[0]
     if current is None:
         return None
     man = current.manifest
     return warm_start_tensors(current.tensors, man.rank, man.alpha, opts, spec.n_layers)
+
+
+def _resume_adapter(request: RoundRequest, spec: ModelSpec) -> LoadedAdapter | None:
+    assert request.resume_adapter is not None
+    try:
+        return read_adapter(Path(request.resume_adapter), spec)
+    except AdapterError:  # gone or damaged: start from the adapter in service instead
+        return _current_adapter(request, spec)[0]
 
 
 def _current_adapter(request: RoundRequest, spec: ModelSpec) -> tuple[LoadedAdapter | None, str]:

@@ -25,7 +25,14 @@ def register(sub: Any) -> None:
     gateway.add_argument("--duration", type=float, default=60.0, help="seconds per load phase")
     gateway.add_argument("--new-tokens", type=int, default=16)
     gateway.set_defaults(handler=_gateway)
-    for p in (engine, gateway):
+    finetune = names.add_parser("finetune", help="one edge fine-tuning round (child process): time, memory, accuracy")
+    finetune.add_argument("--home", type=int, default=1, help="which home of the default scenario")
+    finetune.add_argument("--threads", type=int, default=2)
+    finetune.add_argument("--max-time", type=float, default=300.0, help="the round's time budget (s)")
+    finetune.add_argument("--rounds", type=int, default=1, help="consecutive rounds, each warm-started")
+    finetune.add_argument("--recipe", default="{}", help='JSON of RoundRequest overrides, e.g. {"lr": 0.005}')
+    finetune.set_defaults(handler=_finetune)
+    for p in (engine, gateway, finetune):
         p.add_argument("--base", default="smollm2-135m")
         p.add_argument("--cache-dir", type=Path)
         p.add_argument("--out", type=Path, required=True, help="results file (JSON)")
@@ -59,4 +66,29 @@ def _gateway(args: argparse.Namespace) -> int:
     )
     result = gateway.run(args.out, opts)
     print(json.dumps(result, indent=2))
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from benchmarks import finetune
+
+    try:
+        recipe = json.loads(args.recipe)
+    except ValueError as exc:
+        print(f"--recipe: not JSON: {exc}")
+        return 2
+    if not isinstance(recipe, dict):
+        print("--recipe: must be a JSON object of RoundRequest fields")
+        return 2
+    result = finetune.run(
+        args.base,
+        args.out,
+        home=args.home,
+        threads=args.threads,
+        max_time_s=args.max_time,
+        rounds=args.rounds,
+        cache_dir=args.cache_dir,
+        **recipe,
+    )
+    print(json.dumps({k: v for k, v in result.items() if k not in ("loss_curve", "rounds")}, indent=2))
     return 0

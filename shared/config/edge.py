@@ -142,6 +142,9 @@ class FinetuneSection:
     targets: Annotated[tuple[str, ...], Length(1, 16)] = ("q_proj", "v_proj")
     eval_threshold: Annotated[float, Range(0.0, 1.0)] = 0.9
     static_change_threshold: Annotated[float, Range(0.0, 1.0)] = 0.05
+    # below the gate but still improving: the next round resumes after this pause instead of λ
+    catchup_rounds: Annotated[int, Range(0, 1000)] = 12
+    catchup_pause_s: Seconds = 600.0
     keep_versions: Annotated[int, Range(1, 100)] = 3
     seed: Annotated[int, Range(0, 2**31)] = 0
 

@@ -130,12 +130,14 @@ def encode(
     attempt: int = 0,
     limits: Limits = DEFAULT_LIMITS,
 ) -> Encoded:
-    """Encode ``message`` into frames; lz4 only when the body is large and compression pays."""
+    """Encode ``message`` into frames; lz4 only when the body is large, compression pays and the
+    ratio stays within what a receiver accepts (``limits.max_ratio``)."""
     raw = _pack(to_plain(message, omit_defaults=True))
     body, codec, ulen = raw, CODEC_RAW, 0
     if len(raw) >= limits.compress_min_bytes:
         packed = lz4.frame.compress(raw, store_size=False)
-        if len(packed) + _MIN_SAVING <= len(raw):
+        # beyond max_ratio a receiver refuses the body as a bomb, so such a body travels raw
+        if len(packed) + _MIN_SAVING <= len(raw) <= limits.max_ratio * len(packed):
             body, codec, ulen = packed, CODEC_LZ4, len(raw)
     if len(body) > limits.max_body_bytes:
         raise TooLarge(f"body: {len(body)} B > limit {limits.max_body_bytes} B")

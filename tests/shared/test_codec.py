@@ -130,6 +130,15 @@ def test_large_repetitive_bodies_are_lz4_and_metered() -> None:
     assert decode(enc.frames, side="request").message == query("kitchen light on. " * 100)
 
 
+def test_bodies_that_compress_beyond_the_receivers_ratio_limit_travel_raw() -> None:
+    zeros = m.AdapterChunk(upload_id=RID, offset=0, data=bytes(65536))  # an all-zero slice of an adapter
+    enc = encode(zeros, rid=RID)
+    assert header_of(enc.frames).get("codec", 0) == codec.CODEC_RAW
+    assert decode(enc.frames, side="request").message == zeros  # not refused as a bomb
+    lenient = dataclasses.replace(DEFAULT_LIMITS, max_ratio=1024)
+    assert header_of(encode(zeros, rid=RID, limits=lenient).frames)["codec"] == codec.CODEC_LZ4
+
+
 def test_incompressible_bodies_stay_raw() -> None:
     chunk = m.AdapterChunk(upload_id=RID, offset=0, data=os.urandom(4096))
     enc = encode(chunk, rid=RID)

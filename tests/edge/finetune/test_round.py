@@ -125,10 +125,20 @@ def test_an_interrupted_round_leaves_nothing(
     assert versions(tmp_path) == [] and leftovers(tmp_path) == []
 
 
-def test_the_gate_refuses_a_worse_adapter(tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]) -> None:
+def test_the_gate_refuses_a_worse_adapter_and_keeps_it_as_a_resume_point(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
+) -> None:
     worse = run_round(request_for(tiny_model, tmp_path, records, current_score=1.0))
     assert worse.status == "rejected" and "worse than the adapter in service" in worse.reason
     assert worse.current_accuracy == 1.0 and versions(tmp_path) == [] and leftovers(tmp_path) == []
+    checkpoint = tmp_path / "candidates" / "v1" / "adapter.onnx_adapter"
+    assert worse.checkpoint_path == str(checkpoint) and worse.adapter_path is None
+    read_adapter(checkpoint, load_spec(tiny_model))  # complete and verifiable, never published as a version
+    resumed = run_round(request_for(tiny_model, tmp_path, records, version=2, resume_adapter=str(checkpoint)))
+    assert resumed.status == "accepted" and resumed.warm_start  # training continued from the candidate
+    for v in (3, 4):
+        run_round(request_for(tiny_model, tmp_path, records, version=v, current_score=1.0))
+    assert sorted(p.name for p in (tmp_path / "candidates").iterdir()) == ["v3", "v4"]  # the newest two kept
 
 
 def test_the_adapter_in_service_is_rescored_and_old_versions_pruned(

@@ -192,3 +192,38 @@ async def test_memory_cap_fails_the_round_and_leaves_no_artifact(tmp_path: Path,
     assert result.status == "failed" and result.reason.startswith("memory cap hit: resident")
     assert not (out / "v1").exists()
     assert not out.exists() or not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+async def rejected(db: Database, version: int, accuracy: float, at: float, trigger: str = "first round") -> None:
+    await db.run(RoundHistory.begin, version, trigger, at, "d", facts(10))
+    path = f"/adapters/candidates/v{version}/adapter.onnx_adapter"
+    await db.run(RoundHistory.finish, version, "rejected", "below the gate", at + 10, accuracy, path, None)
+
+
+async def test_below_the_gate_but_learning_catches_up_then_returns_to_lambda(db: Database) -> None:
+    clock = [0.0]
+    trainer = trainer_for(db, clock, eval_threshold=0.9, catchup_pause_s=600.0, catchup_rounds=3)
+    await put_facts(db, facts(10), -5000.0)
+    await rejected(db, 1, 0.30, 0.0)
+    assert (await trainer.due()).trigger is None  # the pause first
+    clock[0] = 611.0
+    assert (await trainer.due()).trigger == "catching up (accuracy 0.30 < gate 0.90)"
+    assert await trainer._resume_point(None) == "/adapters/candidates/v1/adapter.onnx_adapter"
+    await rejected(db, 2, 0.45, 611.0, "catching up (accuracy 0.30 < gate 0.90)")
+    clock[0] = 1300.0
+    assert (await trainer.due()).trigger == "catching up (accuracy 0.45 < gate 0.90)"
+    await rejected(db, 3, 0.452, 1300.0, "catching up (accuracy 0.45 < gate 0.90)")
+    clock[0] = 2000.0
+    assert (await trainer.due()).trigger is None  # no longer improving: back to λ
+    assert await trainer._resume_point(None) == "/adapters/candidates/v3/adapter.onnx_adapter"  # the best
+
+
+async def test_catching_up_stops_after_catchup_rounds(db: Database) -> None:
+    clock = [0.0]
+    trainer = trainer_for(db, clock, eval_threshold=0.9, catchup_pause_s=60.0, catchup_rounds=2)
+    await put_facts(db, facts(10), -5000.0)
+    await rejected(db, 1, 0.1, 0.0)
+    await rejected(db, 2, 0.2, 100.0, "catching up (accuracy 0.10 < gate 0.90)")
+    await rejected(db, 3, 0.3, 200.0, "catching up (accuracy 0.20 < gate 0.90)")
+    clock[0] = 1000.0
+    assert (await trainer.due()).trigger is None

@@ -1,0 +1,15 @@
+"""The demo's static-fact questions: held-out wording, never a secret, answer not given away."""
+
+from __future__ import annotations
+
+from edge.demo import fact_questions
+from shared.templates import mentions
+
+
+def test_fact_questions_are_held_out_paraphrases_of_distinct_kinds_without_secrets() -> None:
+    for home in range(3):
+        asked = fact_questions(home)
+        assert len(asked) == 3
+        assert all(p.split == "heldout" and not p.sensitive for p in asked)
+        assert len({p.template.partition(".")[0] for p in asked}) == 3
+        assert not any(mentions(p.question, p.answer) for p in asked)
