@@ -30,7 +30,7 @@ from typing import Any
 
 from edge.client import ClientKeys, TwinClient
 from shared.keys import generate_keypair
-from shared.modelspec import default_cache_dir
+from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
 from shared.protocol import messages as m
 from shared.protocol.results import QueryResult
 from shared.scenario import generate
@@ -313,6 +313,7 @@ QUESTIONS = {
 
 
 FACTS_PER_HOME = 3
+DEMO_KINDS = ("maker", "model", "range", "year")
 PROGRESS_EVERY_S = 20.0
 
 
@@ -322,9 +323,10 @@ def fact_questions(home_index: int, n: int = FACTS_PER_HOME) -> list[QAPair]:
     chosen: dict[str, QAPair] = {}
     for pair in pairs(facts):
         kind = pair.template.partition(".")[0]
-        if pair.split == "heldout" and not pair.sensitive and kind not in chosen:
+        device = not pair.entity_id.endswith("_profile")  # a device's facts rather than the household's
+        if pair.split == "heldout" and not pair.sensitive and device and kind in DEMO_KINDS and kind not in chosen:
             chosen[kind] = pair
-    return list(chosen.values())[:n]
+    return [chosen[k] for k in DEMO_KINDS if k in chosen][:n]
 
 
 async def _questions(work: Path, keys: Path, port: int) -> None:
@@ -385,16 +387,32 @@ def _bandwidth(work: Path, opts: DemoOptions) -> None:
     print(f"{'':21}{'home':<7}{'dir':<5}{'type':<15}{'msgs':>6}{'payload':>11}{'compressed':>11}{'on wire':>11}")
     for (home, direction, kind), (n, payload, compressed, frame) in sorted(totals.items()):
         print(f"{'':21}{home:<7}{direction:<5}{kind:<15}{n:6d}{payload:11,d}{compressed:11,d}{frame:11,d}")
-    sent = sum(v[3] for v in totals.values())
+    adapters = {k: v for k, v in totals.items() if k[2].startswith("adapter_")}
+    sent = sum(v[3] for k, v in totals.items() if k not in adapters)
     baseline = _raw_baseline_bytes(opts)
+    if adapters:
+        shipped = sum(v[3] for v in adapters.values())
+        uploads = sum(v[0] for k, v in adapters.items() if k[2] == "adapter_commit")
+        full = _full_model_bytes(opts)
+        say(
+            "bandwidth",
+            f"adapters: {uploads} uploads, {shipped:,d} B on the wire; a federated round would ship the full "
+            f"weights instead ({full:,d} B per home): {full * uploads / max(shipped, 1):.0f}x more",
+        )
     if sent:
         say(
             "bandwidth",
-            f"LLM-Twin sync: {sent:,d} B on the wire (both ways, CURVE framing included) for "
+            f"LLM-Twin state sync: {sent:,d} B on the wire (both ways, CURVE framing included) for "
             f"{opts.sync_hours:g} h of 3 homes; the full JSON state of every entity every {opts.tick_s:g} s "
             f"would be {baseline:,d} B of JSON alone: {baseline / sent:.0f}x more (the evening is the busiest "
             "part of the day; the README quotes the whole 24 h trace)",
         )
+
+
+def _full_model_bytes(opts: DemoOptions) -> int:
+    """The base model's weights as a federated round would ship them (the prepared fp32 safetensors)."""
+    found = find_prepared(opts.cache_dir or default_cache_dir(os.environ), opts.base)
+    return sum(p.stat().st_size for p in (found / HF_DIR).glob("*.safetensors")) if found else 0
 
 
 def _raw_baseline_bytes(opts: DemoOptions) -> int:

@@ -58,6 +58,7 @@ class RoundRequest:
     max_batch_tokens: Annotated[int, Range(16, 1 << 20)] = _RECIPE.max_batch_tokens
     epochs: Annotated[float, Range(0.01, 1000)] = _RECIPE.epochs
     top_layers: Annotated[float, Range(0.01, 1.0)] = _RECIPE.top_layers
+    max_grad_norm: Annotated[float, Range(0.0, 1e6)] = _RECIPE.max_grad_norm
     adapter_dtype: Literal["float32", "float16"] = "float16"
     eval_limit: Annotated[int, Range(1, 1_000_000)] | None = 200  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
@@ -82,6 +83,7 @@ class RoundRequest:
             max_steps=self.max_steps,
             max_time_s=self.max_time_s,
             top_layers=self.top_layers,
+            max_grad_norm=self.max_grad_norm,
             threads=self.threads,
             seed=self.seed,
         )

@@ -58,6 +58,7 @@ class TrainOptions:
     max_steps: int = 1000
     max_time_s: float = 300.0  # for the loop; when it binds, the LR schedule is fitted to it
     warmup_steps: int = 10
+    max_grad_norm: float = 0.0  # clip the LoRA gradients' global norm to this (0: no clipping)
     patience: int = 60
     min_loss: float = 0.005
     top_layers: float = 0.5  # LoRA on this top fraction of the layers; the rest run once per example
@@ -189,6 +190,8 @@ def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress 
             group["lr"] = lr_at(step, planned, opts) * group["scale"]
         loss = batch_loss(decoder, lm_head, first, prefix_h, lower.batch(rows), batch)
         loss.backward()
+        if opts.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(lora_a + lora_b, opts.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         value = float(loss.detach())
