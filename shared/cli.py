@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "shared.commands.query_cmd",
     "shared.commands.demo_cmd",
     "shared.commands.bench_cmd",
+    "shared.commands.bandwidth_cmd",
 )
 
 Handler = Callable[[argparse.Namespace], int]
