@@ -15,6 +15,7 @@ and the host's load average before and after (the box may be shared: a loaded bo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -55,6 +56,10 @@ def run(
     The top-level numbers are the first (cold) round's; ``rounds`` lists every round. Writes and
     returns the report. ``recipe`` overrides RoundRequest fields (lr, batch_size, epochs, top_layers ...).
     """
+    known = {f.name for f in dataclasses.fields(RoundRequest)}
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise ValueError(f"recipe: unknown RoundRequest fields {unknown}; known: {sorted(known)}")
     model_dir = _prepared(base, cache_dir or default_cache_dir(os.environ))
     facts = list(generate(seed=seed, homes=homes, duration_s=60).homes[home - 1].static_facts())
     records = tuple(StaticRecord(f.entity_id, f.attribute, f.value, f.sensitive) for f in facts)
@@ -87,6 +92,11 @@ def run(
         **{k: v for k, v in reports[0].items() if k != "adapter_path"},
         "full_model_bytes": full_bytes,
         "rounds": [{k: v for k, v in r.items() if k not in ("loss_curve", "adapter_path")} for r in reports],
+        "accuracy_by_round": [r["heldout_accuracy"] for r in reports],
+        "cumulative_round_s": list(itertools.accumulate(r["round_s"] for r in reports)),
+        "rounds_to_target": next(
+            (i for i, r in enumerate(reports, 1) if (r["heldout_accuracy"] or 0) >= _TARGET_ACCURACY), None
+        ),
         "recipe": {k: v for k, v in json.loads(request.to_json()).items() if k != "records"},
         "host": {"cpus": os.cpu_count(), "threads": threads, "machine": platform.machine()},
     }
@@ -144,24 +154,24 @@ def _run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # ru_maxrss: the largest child so far
     start = time.monotonic()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "edge.finetune.round", "--request", str(path), "--progress", "jsonl"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
         cwd=REPO,
-    )
-    assert proc.stdout is not None
-    phases: dict[str, float] = {}  # phase -> seconds after the child started when it was first reported
-    for line in proc.stdout:
-        event = json.loads(line)
-        phases.setdefault(event["phase"], round(time.monotonic() - start, 2))
-        if event["phase"] == "train" and event["step"] % 25 == 0:
-            print(
-                f"  step {event['step']}/{event['total']} loss {event['loss']:.4f} {event['elapsed_s']:.0f}s",
-                flush=True,
-            )
-    proc.wait()
+    ) as proc:
+        assert proc.stdout is not None
+        phases: dict[str, float] = {}  # phase -> seconds after the child started when it was first reported
+        for line in proc.stdout:
+            event = json.loads(line)
+            phases.setdefault(event["phase"], round(time.monotonic() - start, 2))
+            if event["phase"] == "train" and event["step"] % 25 == 0:
+                print(
+                    f"  step {event['step']}/{event['total']} loss {event['loss']:.4f} {event['elapsed_s']:.0f}s",
+                    flush=True,
+                )
+        proc.wait()
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(path.with_name(path.stem + ".result.json").read_text(encoding="utf-8"))

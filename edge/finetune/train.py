@@ -15,8 +15,10 @@ free those layers once every example has been through; each step runs the top la
 The shared prefix runs once per step instead of once per row, and the 49,152-wide lm_head only on
 answer positions. Only the LoRA A/B matrices require grad. Everything here is a plain function of the
 seed and the step (LoRA init, batch order, learning-rate schedule) unless the time budget binds:
-then, after the warmup, the schedule is shortened so that the learning rate has decayed when the
-budget runs out (and where a run stops depends on the machine's speed). Early stop
+then, after the warmup, the learning rate decays over the *time* left (the fraction of the budget
+spent, not of the steps planned) and the loop runs until the budget is spent, so a slow start (the
+lower layers' first passes, a busy machine) does not cut the round short; where a run stops then
+depends on the machine's speed. Early stop
 (:class:`EarlyStop`) when the mean loss over the last epoch falls below ``min_loss`` or has not
 improved by 2% for an epoch (at least ``patience`` steps).
 """
@@ -50,7 +52,7 @@ class TrainOptions:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = ("q_proj", "v_proj")
-    lr: float = 2e-3
+    lr: float = 5e-3
     b_lr_ratio: float = 4.0  # LoRA+: the B matrices' learning rate is this multiple of ``lr``
     batch_size: int = 8
     max_batch_tokens: int = 256  # rows x padded width of one step (bounds its activation memory)
@@ -58,7 +60,7 @@ class TrainOptions:
     max_steps: int = 1000
     max_time_s: float = 300.0  # for the loop; when it binds, the LR schedule is fitted to it
     warmup_steps: int = 10
-    max_grad_norm: float = 0.0  # clip the LoRA gradients' global norm to this (0: no clipping)
+    max_grad_norm: float = 1.0  # clip the LoRA gradients' global norm to this (0: no clipping)
     patience: int = 60
     min_loss: float = 0.005
     top_layers: float = 0.5  # LoRA on this top fraction of the layers; the rest run once per example
@@ -180,14 +182,16 @@ def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress 
     tokens, start = 0, time.monotonic()
     stop: StopReason = "max_steps"
     step = 0
+    by_time = False  # once the time budget binds, the schedule follows elapsed time instead of steps
     while step < planned:
         step += 1
         if not queue:
             queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens)
         rows = queue.pop()
         batch = make_batch([data.train[i] for i in rows], len(data.prefix), pad_id)
+        now_lr = lr_at_fraction(_elapsed_share(start, opts), opts) if by_time else lr_at(step, planned, opts)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, planned, opts) * group["scale"]
+            group["lr"] = now_lr * group["scale"]
         loss = batch_loss(decoder, lm_head, first, prefix_h, lower.batch(rows), batch)
         loss.backward()
         if opts.max_grad_norm > 0:
@@ -198,12 +202,12 @@ def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress 
         losses.append(value)
         tokens += prefix_h.shape[1] + batch.tokens.size
         elapsed = time.monotonic() - start
-        if step == opts.warmup_steps and elapsed > 0:  # end the schedule where the time budget ends
-            fits = max(step + 1, int(opts.max_time_s * step / elapsed))  # (first epoch: lower layers too)
-            if fits < planned:
-                planned, stop = fits, "max_time"
+        if step == opts.warmup_steps and elapsed > 0 and int(opts.max_time_s * step / elapsed) < planned:
+            by_time, stop = True, "max_time"  # the budget binds: decay the LR over the time left
+        if by_time:  # steps that fit at the pace so far (for progress; the loop ends on time)
+            shown = min(planned, max(step + 1, round(step * opts.max_time_s / max(elapsed, 1e-9))))
         if progress is not None:
-            progress(StepInfo(step, planned, value, elapsed))
+            progress(StepInfo(step, shown if by_time else planned, value, elapsed))
         if not math.isfinite(value):
             break  # diverged: the caller sees a non-finite final loss
         verdict = early.update(step, value)
@@ -216,6 +220,7 @@ def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress 
     gc.collect()
     tensors = adapter_tensors(model, opts.targets, opts.rank)
     seconds = time.monotonic() - start
+    planned = len(losses) if by_time else planned
     return TrainResult(tensors, losses, len(losses), planned, stop, seconds, lower.seconds, tokens)
 
 
@@ -247,8 +252,16 @@ def lr_at(step: int, planned: int, opts: TrainOptions) -> float:
     """Linear warmup, then cosine decay to 10% of the peak at the planned last step."""
     if step <= opts.warmup_steps:
         return opts.lr * step / opts.warmup_steps
-    progress = (step - opts.warmup_steps) / max(1, planned - opts.warmup_steps)
-    return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    return lr_at_fraction((step - opts.warmup_steps) / max(1, planned - opts.warmup_steps), opts)
+
+
+def lr_at_fraction(progress: float, opts: TrainOptions) -> float:
+    """The cosine part of the schedule, ``progress`` in [0, 1] (beyond 1: stays at 10% of the peak)."""
+    return opts.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
+
+
+def _elapsed_share(start: float, opts: TrainOptions) -> float:
+    return (time.monotonic() - start) / opts.max_time_s if opts.max_time_s > 0 else 1.0
 
 
 # ------------------------------------------------------------------------------------------------

@@ -36,6 +36,20 @@ def register(sub: Any) -> None:
         p.add_argument("--base", default="smollm2-135m")
         p.add_argument("--cache-dir", type=Path)
         p.add_argument("--out", type=Path, required=True, help="results file (JSON)")
+    bandwidth = names.add_parser(
+        "bandwidth", help="wire bytes vs full-JSON sync and FL-DTN on the same trace and transport"
+    )
+    bandwidth.add_argument("--hours", type=float, default=24.0, help="the first H hours of the 24 h default trace")
+    bandwidth.add_argument("--tick", type=float, default=10.0, help="sync tick (s)")
+    bandwidth.add_argument("--fl-rounds", type=int, default=1, help="K: FL-DTN rounds per day")
+    bandwidth.add_argument("--lambda-h", type=float, default=24.0, help="λ: hours between adapter uploads")
+    bandwidth.add_argument("--base", default="smollm2-135m", help="model for FL weights, adapters and the gateway")
+    bandwidth.add_argument("--cache-dir", type=Path)
+    bandwidth.add_argument("--out", type=Path, required=True, help="results file (JSON)")
+    bandwidth.add_argument(
+        "--baselines-out", type=Path, help="also write the curves alone, for `llmtwin bandwidth --baselines`"
+    )
+    bandwidth.set_defaults(handler=_bandwidth)
 
 
 def _engine(args: argparse.Namespace) -> int:
@@ -80,15 +94,43 @@ def _finetune(args: argparse.Namespace) -> int:
     if not isinstance(recipe, dict):
         print("--recipe: must be a JSON object of RoundRequest fields")
         return 2
-    result = finetune.run(
-        args.base,
-        args.out,
-        home=args.home,
-        threads=args.threads,
-        max_time_s=args.max_time,
-        rounds=args.rounds,
-        cache_dir=args.cache_dir,
-        **recipe,
-    )
+    try:
+        result = finetune.run(
+            args.base,
+            args.out,
+            home=args.home,
+            threads=args.threads,
+            max_time_s=args.max_time,
+            rounds=args.rounds,
+            cache_dir=args.cache_dir,
+            **recipe,
+        )
+    except ValueError as exc:
+        print(f"--recipe: {exc}")
+        return 2
     print(json.dumps({k: v for k, v in result.items() if k not in ("loss_curve", "rounds")}, indent=2))
+    return 0
+
+
+def _bandwidth(args: argparse.Namespace) -> int:
+    from benchmarks import bandwidth
+
+    try:
+        bandwidth.BandwidthBench(
+            hours=args.hours, tick_s=args.tick, fl_rounds=args.fl_rounds, lambda_h=args.lambda_h
+        ).check()
+    except ValueError as exc:
+        print(f"bench bandwidth: {exc}")
+        return 2
+    result = bandwidth.run(
+        args.out,
+        hours=args.hours,
+        tick_s=args.tick,
+        fl_rounds=args.fl_rounds,
+        base=args.base,
+        cache_dir=args.cache_dir,
+        lambda_h=args.lambda_h,
+        baselines_out=args.baselines_out,
+    )
+    print(json.dumps({k: v for k, v in result.items() if k not in ("per_home", "series", "method")}, indent=2))
     return 0

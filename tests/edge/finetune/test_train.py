@@ -17,6 +17,7 @@ from edge.finetune.train import (
     first_lora_layer,
     load_model,
     lr_at,
+    lr_at_fraction,
     run_layers,
     train,
 )
@@ -107,6 +108,10 @@ def test_learning_rate_schedule() -> None:
     assert lr_at(10, 100, opts) == pytest.approx(1.0)
     assert lr_at(100, 100, opts) == pytest.approx(0.1)
     assert lr_at(500, 100, opts) == pytest.approx(0.1)
+    # once the time budget binds, the same cosine follows the share of the budget spent
+    assert lr_at_fraction(0.0, opts) == pytest.approx(1.0)
+    assert lr_at_fraction(0.5, opts) == pytest.approx(0.55)
+    assert lr_at_fraction(1.0, opts) == lr_at_fraction(3.0, opts) == pytest.approx(0.1)
 
 
 def test_early_stop_watches_the_epoch_mean() -> None:
