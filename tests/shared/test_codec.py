@@ -132,11 +132,13 @@ def test_large_repetitive_bodies_are_lz4_and_metered() -> None:
 
 def test_bodies_that_compress_beyond_the_receivers_ratio_limit_travel_raw() -> None:
     zeros = m.AdapterChunk(upload_id=RID, offset=0, data=bytes(65536))  # an all-zero slice of an adapter
-    enc = encode(zeros, rid=RID)
+    strict = dataclasses.replace(DEFAULT_LIMITS, max_ratio=64)
+    enc = encode(zeros, rid=RID, limits=strict)
     assert header_of(enc.frames).get("codec", 0) == codec.CODEC_RAW
-    assert decode(enc.frames, side="request").message == zeros  # not refused as a bomb
-    lenient = dataclasses.replace(DEFAULT_LIMITS, max_ratio=1024)
-    assert header_of(encode(zeros, rid=RID, limits=lenient).frames)["codec"] == codec.CODEC_LZ4
+    assert decode(enc.frames, side="request", limits=strict).message == zeros  # not refused as a bomb
+    default = encode(zeros, rid=RID)  # ~200:1 is within the default limit: the zeros cost ~330 B
+    assert header_of(default.frames)["codec"] == codec.CODEC_LZ4 and default.sizes.compressed < 500
+    assert decode(default.frames, side="request").message == zeros
 
 
 def test_incompressible_bodies_stay_raw() -> None:
