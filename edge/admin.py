@@ -1,8 +1,10 @@
 """The edge daemon's admin server (loopback): health, metrics, status, on-demand actions.
 
 - ``GET /healthz``  200 while the database answers and the pipeline makes progress, else 503.
-- ``GET /metrics``  Prometheus text: bytes per direction/type/layer, readings, prompts, outbox.
-- ``GET /status``   JSON: counters, sources, uplink, budget, fine-tuning (progress, recent rounds).
+- ``GET /metrics``  Prometheus text: bytes per direction/type/layer, readings, prompts, outbox; kernel
+  bytes (TCP_INFO) and the kernel-vs-model difference per direction.
+- ``GET /status``   JSON: counters, sources, uplink, budget, fine-tuning (progress, recent rounds), and
+  ``kernel``: the gateway connection(s) with kernel counters read now, reconciled with the byte model.
 - ``POST /finetune`` start a fine-tuning round now: 202, or 409 while one runs (``llmtwin edge train-now``).
 """
 
@@ -69,6 +71,7 @@ async def snapshot(daemon: EdgeDaemon) -> dict[str, Any]:
             "stretch": daemon.budget.stretch(),
         },
         "finetune": await daemon.trainer.snapshot() if daemon.trainer else None,
+        "kernel": daemon.kernel.snapshot() if daemon.kernel else None,
     }
 
 

@@ -5,6 +5,11 @@ matches replies to waiting requests by rid; ACCEPTED and PARTIAL are intermediat
 PONG complete a request. A socket monitor turns a refused CURVE handshake into a clear error for
 every waiting request instead of a silent time-out. ``ZMQ_IMMEDIATE`` keeps libzmq from queueing
 messages for a gateway that is not connected: the caller's outbox is the only queue.
+
+With ``connections`` (a shared.accounting.KernelAccounting, e.g. ``EdgeAccounting.kernel``) the
+monitor also reports each TCP connection (CONNECTED carries its descriptor) and its loss, and the
+client owns the registry's sampler task: kernel TCP_INFO samples of its connection(s), with a final
+one when a connection ends or the client closes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from shared.accounting import KernelAccounting
 from shared.errors import Forbidden, WireError, error_for_code
 from shared.keys import load_public, load_secret
 from shared.protocol import DEFAULT_LIMITS, Encoded, Envelope, Limits, decode, decode_result, encode
@@ -74,6 +80,7 @@ class TwinClient:
         on_bytes: ByteHook | None = None,
         hwm: int = 1000,
         context: zmq.asyncio.Context | None = None,
+        connections: KernelAccounting | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._keys = keys
@@ -85,6 +92,7 @@ class TwinClient:
         self._sock: zmq.asyncio.Socket | None = None
         self._pending: dict[bytes, _Pending] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self.connections = connections
         self.connected = asyncio.Event()
         self.auth_failed = False
 
@@ -106,10 +114,16 @@ class TwinClient:
             | zmq.EVENT_HANDSHAKE_FAILED_AUTH
             | zmq.EVENT_DISCONNECTED
             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_CONNECTED
+            | zmq.EVENT_CLOSED
         )
+        if self.connections is not None:
+            self.connections.server_port = _port(self.endpoint)
         sock.connect(self.endpoint)
         self._sock = sock
         self._tasks = [asyncio.create_task(self._read(sock)), asyncio.create_task(self._watch(monitor))]
+        if self.connections is not None:
+            self._tasks.append(asyncio.create_task(self.connections.run(), name="kernel-sampler"))
         return self
 
     async def __aexit__(
@@ -123,6 +137,8 @@ class TwinClient:
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.cancel()
+        if self.connections is not None:
+            self.connections.close_all()  # the close records, before the socket goes (idempotent)
         if self._sock is not None:
             self._sock.disable_monitor()
             self._sock.close(linger=0)
@@ -227,10 +243,29 @@ class TwinClient:
                 elif kind in (zmq.EVENT_HANDSHAKE_FAILED_AUTH, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
                     self.auth_failed = True
                     self._fail_all(Forbidden("the gateway refused this device's key"))
+                if kind in (zmq.EVENT_CONNECTED, zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+                    self._track(kind, int(event["value"]))
         finally:
             monitor.close(linger=0)
+
+    def _track(self, kind: int, fd: int) -> None:
+        if self.connections is None:
+            return
+        try:
+            if kind == zmq.EVENT_CONNECTED:
+                self.connections.open(fd)
+            else:
+                self.connections.lost(fd)
+        except Exception:  # accounting never stops the client; the periodic reap catches up
+            log.exception("connection event %s for fd %d not tracked", kind, fd)
 
     def _fail_all(self, exc: WireError) -> None:
         for pending in self._pending.values():
             if not pending.future.done():
                 pending.future.set_exception(exc)
+
+
+def _port(endpoint: str) -> int | None:
+    """The TCP port of a ``tcp://host:port`` endpoint (None for other transports)."""
+    tail = endpoint.rsplit(":", 1)[-1]
+    return int(tail) if endpoint.startswith("tcp://") and tail.isdigit() else None

@@ -35,6 +35,7 @@ from edge.sources import Coordinator, Simulator, build_sources
 from edge.state_store import StateStore
 from edge.trainer import Trainer
 from edge.uplink import Uplink
+from shared.accounting import KernelAccounting
 from shared.bwlog import BandwidthLog
 from shared.config import EdgeConfig, load_config
 from shared.config.edge import SimulatorSource
@@ -81,6 +82,7 @@ class EdgeDaemon:
         self.pipeline = Pipeline(cfg, self.db, now=self.now, on_prompt=self._on_prompt)
         self.uplink: Uplink | None = None
         self.trainer: Trainer | None = None
+        self.kernel: KernelAccounting | None = None
         self._sim_epoch = 0.0
         self._sim_speed = 1.0
 
@@ -158,7 +160,10 @@ class EdgeDaemon:
         stack.callback(bwlog.stop)
         accounting = EdgeAccounting(cfg.device.twin_id, self.meter, bwlog, self.registry, self.budget)
         keys = ClientKeys.from_files(cfg.gateway.server_public_key, cfg.gateway.client_secret_key)
-        client = await stack.enter_async_context(TwinClient(cfg.gateway.endpoint, keys, on_bytes=accounting))
+        self.kernel = accounting.kernel
+        client = await stack.enter_async_context(
+            TwinClient(cfg.gateway.endpoint, keys, on_bytes=accounting, connections=accounting.kernel)
+        )
         hello = m.Hello(cfg.device.twin_id, SOFTWARE, cfg.device.profile, "", len(static))
         twin = cfg.device.twin_id
         self.uplink = Uplink(

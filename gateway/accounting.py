@@ -1,13 +1,18 @@
 """Accounting at the gateway: every message in and out, per tenant, direction and type.
 
 One place turns a message into counters (shared.metering), a bandwidth-log line (shared.bwlog) and
-Prometheus metrics, so the three never disagree.
+Prometheus metrics, so the three never disagree. :attr:`kernel` tracks the ROUTER's TCP connections
+(the transport feeds it, :meth:`gateway.transport.RouterTransport.attach`); a message is logged with
+the connection the transport saw it on: the receive loop handles one message at a time, so the
+transport's :attr:`~shared.accounting.KernelAccounting.inbound_conn` is the message being accounted,
+and a reply is accounted right after its send returns, so
+:attr:`~shared.accounting.KernelAccounting.outbound_conn` is that reply's connection.
 """
 
 from __future__ import annotations
 
 from gateway.transport import Sent
-from shared.accounting import MessageAccounting
+from shared.accounting import SAMPLE_S, KernelAccounting, MessageAccounting
 from shared.bwlog import BandwidthLog
 from shared.metering import ByteMeter, Sample
 from shared.metrics import Registry
@@ -16,9 +21,12 @@ from shared.protocol import messages as m
 
 
 class Accounting:
-    def __init__(self, meter: ByteMeter, log: BandwidthLog | None, registry: Registry) -> None:
+    def __init__(
+        self, meter: ByteMeter, log: BandwidthLog | None, registry: Registry, *, sample_s: float = SAMPLE_S
+    ) -> None:
         self.meter = meter
-        self.messages = MessageAccounting("llmtwin_gateway", meter, log, registry)
+        self.kernel = KernelAccounting("llmtwin_gateway", "gateway", log, registry, sample_s=sample_s)
+        self.messages = MessageAccounting("llmtwin_gateway", meter, log, registry, self.kernel)
         self.dropped_total = registry.counter(
             "llmtwin_gateway_dropped_total",
             "Messages refused or dropped before execution, by reason",
@@ -33,14 +41,15 @@ class Accounting:
 
     def inbound(self, tenant: str, env: Envelope) -> None:
         sample = Sample.of(env.sizes.payload, env.sizes.frames)
-        self.messages.record(tenant, _twin(env.message), "in", type_name(env.message), env.rid, sample)
+        kind = type_name(env.message)
+        self.messages.record(tenant, _twin(env.message), "in", kind, env.rid, sample, self.kernel.inbound_conn)
 
     def outbound(self, tenant: str, rid: bytes, reply: m.Message, encoded: Encoded, sent: Sent) -> None:
         if sent is not Sent.OK:
             self.send_failures.inc(sent.value)
             return
         sample = Sample.of(encoded.sizes.payload, encoded.sizes.frames)
-        self.messages.record(tenant, "", "out", type_name(reply), rid, sample)
+        self.messages.record(tenant, "", "out", type_name(reply), rid, sample, self.kernel.outbound_conn)
 
     def dropped(self, tenant: str, code: str) -> None:
         self.dropped_total.inc(tenant, code)

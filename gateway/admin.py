@@ -1,7 +1,10 @@
 """The gateway's admin HTTP server (loopback by default): metrics, health, adapter operations.
 
 - ``GET /metrics``   Prometheus text: bytes per tenant/direction/type/layer, batch sizes, queue depth,
-  adapter residency and swap-ins, ZAP decisions, transport drops.
+  adapter residency and swap-ins, ZAP decisions, transport drops; kernel bytes per tenant/direction
+  (TCP_INFO) and the kernel-vs-model difference per tenant/direction (bytes and ratio).
+- ``GET /connections`` JSON: every live and recently closed TCP connection with its kernel counters
+  (read now) and its reconciliation with the byte model, and the reconciliation per tenant.
 - ``GET /healthz``   200 while the process runs.
 - ``GET /readyz``    200 once serving, 503 while starting or draining.
 - ``GET /twins/{twin}/adapters``             versions, the active one first.
@@ -37,6 +40,7 @@ async def start(service: GatewayService, stack: AsyncExitStack) -> str:
             web.get("/metrics", metrics),
             web.get("/healthz", healthz),
             web.get("/readyz", readyz),
+            web.get("/connections", connections),
             web.get("/twins/{twin}/adapters", versions),
             web.post("/twins/{twin}/adapters/rollback", rollback),
         ]
@@ -79,6 +83,15 @@ def _refresh(service: GatewayService, gauges: dict[str, Metric]) -> None:
     for field in dataclasses.fields(counters):
         gauges["transport"].set(field.name, value=getattr(counters, field.name))
     gauges["tenants"].set(value=len(service.tenants.tenants()))
+    if service.kernel is not None:
+        service.kernel.refresh()
+
+
+async def connections(request: web.Request) -> web.Response:
+    kernel = request.app[SERVICE].kernel
+    if kernel is None:
+        return web.json_response({"error": "the gateway is starting"}, status=503)
+    return web.json_response(kernel.snapshot())
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ from gateway.registry import AdapterRegistry
 from gateway.registry import create_schema as create_registry_schema
 from gateway.residency import Residency
 from gateway.transport import RouterTransport, TransportCounters
+from shared.accounting import KernelAccounting
 from shared.bwlog import BandwidthLog
 from shared.config.gateway import GatewayConfig
 from shared.db import Database
@@ -74,6 +75,7 @@ class GatewayService:
         self.adapters: AdapterRegistry | None = None
         self.db: Database | None = None
         self.zap: ZapHandler | None = None
+        self.kernel: KernelAccounting | None = None
 
     # ---- control ---------------------------------------------------------------------------------
 
@@ -99,6 +101,7 @@ class GatewayService:
                     tg.create_task(self.batcher.run(), name="batcher"),
                     tg.create_task(watch_tenants(self.tenants, TENANT_POLL_S, self._on_reload), name="keys"),
                     tg.create_task(self._maintenance(), name="maintenance"),
+                    tg.create_task(transport.watch(), name="connections"),
                 ]
                 self.ready.set()
                 log.info("gateway serving on %s (admin %s)", self.endpoint, self.admin_url)
@@ -171,6 +174,8 @@ class GatewayService:
         bwlog.start()
         stack.callback(bwlog.stop)
         accounting = Accounting(self.meter, bwlog, self.registry)
+        self.kernel = accounting.kernel
+        self._transport.attach(accounting.kernel)
         self.adapters = AdapterRegistry(
             cfg.storage.data_dir, engine.spec, keep_versions=cfg.storage.adapter_versions_kept
         )

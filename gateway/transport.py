@@ -4,24 +4,41 @@ Socket hygiene from DESIGN §6: ZAP domain enforced, ROUTER_MANDATORY (a full or
 error we count, not a silent drop), bounded HWMs, MAXMSGSIZE per frame, linger 0. Messages are read
 part by part and anything after the second part is discarded while it is read, so a hostile
 10,000-part message never becomes a 10,000-element list in Python.
+
+Kernel accounting (shared.accounting.KernelAccounting, :meth:`RouterTransport.attach`): a socket
+monitor reports every accepted TCP connection (ACCEPTED carries its descriptor) and every lost one;
+:meth:`RouterTransport.watch` is the owned task that feeds those events to the registry and runs its
+sampler. A connection's tenant is the tenant of the first message read from it. The message knows
+its connection exactly: libzmq tags every received message with the descriptor it was read from
+(``ZMQ_SRCFD``, the engine's ``__fd`` property), and with the CURVE key ZAP authenticated on that
+connection (``User-Id``); the ROUTER routing id of that message then maps to the connection for the
+replies. Peer addresses could not do this: libzmq's ``Peer-Address`` property and the ZAP request's
+address carry the peer's IP without its port, so two devices behind one NAT (or every test on
+127.0.0.1) would be indistinguishable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from gateway.auth import TenantTable
+from shared.accounting import KernelAccounting
 from shared.config.gateway import ServerSection
 
 log = logging.getLogger(__name__)
 
 # Protocol messages are one part; keep one more so a frame-count error can be reported.
 KEEP_PARTS = 2
+REVOKED = "<revoked>"  # the tenant of a connection whose key was unknown by its first message
+MONITOR_EVENTS = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +85,20 @@ class RouterTransport:
         self._max_frame = max_frame_bytes
         self._tenants = tenants
         self._sock: zmq.asyncio.Socket | None = None
+        self._monitor: zmq.asyncio.Socket | None = None
+        self.kernel: KernelAccounting | None = None
         self.counters = TransportCounters()
         self.endpoint = ""
+
+    def attach(self, kernel: KernelAccounting) -> None:
+        """Track this socket's TCP connections in ``kernel`` (run :meth:`watch` as an owned task).
+
+        Before :meth:`bind` no connection goes unseen; after it (the service attaches once the
+        bandwidth log exists), a connection accepted in between is adopted from its first message."""
+        self.kernel = kernel
+        if self._sock is not None:
+            kernel.server_port = _port(self.endpoint)
+            self._monitor = self._sock.get_monitor_socket(MONITOR_EVENTS)
 
     def bind(self) -> str:
         sock = self._ctx.socket(zmq.ROUTER)
@@ -85,9 +114,13 @@ class RouterTransport:
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame)
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
+        if self.kernel is not None:  # only when someone reads it: an unread monitor fills up
+            self._monitor = sock.get_monitor_socket(MONITOR_EVENTS)
         sock.bind(self._server.bind)
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.kernel is not None:
+            self.kernel.server_port = _port(self.endpoint)
         return self.endpoint
 
     @property
@@ -96,9 +129,40 @@ class RouterTransport:
         return self._sock
 
     def close(self) -> None:
+        if self.kernel is not None:
+            self.kernel.close_all()  # never leave a connection held open by our duplicate descriptor
         if self._sock is not None:
+            if self._monitor is not None:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.disable_monitor()
             self._sock.close(linger=0)
             self._sock = None
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+    async def watch(self) -> None:
+        """Owned task: connection events into the kernel registry, and its periodic sampler.
+        Cancelled at shutdown, which writes every live connection's close record."""
+        kernel = self.kernel
+        if kernel is None or self._monitor is None:
+            return
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(kernel.run(), name="kernel-sampler")
+            tg.create_task(self._events(kernel, self._monitor), name="kernel-events")
+
+    @staticmethod
+    async def _events(kernel: KernelAccounting, monitor: zmq.asyncio.Socket) -> None:
+        while True:
+            event = parse_monitor_message(await monitor.recv_multipart())
+            kind, fd = event["event"], int(event["value"])
+            try:
+                if kind == zmq.EVENT_ACCEPTED:
+                    kernel.open(fd)
+                elif kind in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED):
+                    kernel.lost(fd)
+            except Exception:  # accounting never stops the gateway; the periodic reap catches up
+                log.exception("connection event %s for fd %d not tracked", kind, fd)
 
     async def recv(self) -> Inbound:
         """The next message with its tenant (looked up now, so revocation applies immediately)."""
@@ -107,18 +171,26 @@ class RouterTransport:
         peer = head.bytes
         frames: list[bytes] = []
         user_id = ""
+        srcfd: int | None = None
         parts = 0
         while sock.getsockopt(zmq.RCVMORE):
             part = await sock.recv(copy=False)
             parts += 1
             if parts == 1:
                 user_id = str(part.get("User-Id") or "")
+                if self.kernel is not None:
+                    srcfd = _srcfd(part)
             if parts <= KEEP_PARTS:
                 frames.append(part.bytes)
         self.counters.received += 1
         tenant = self._tenants.tenant_for(user_id.encode()) if user_id else None
         if tenant is None:
             self.counters.revoked += 1
+        if self.kernel is not None:
+            try:
+                self.kernel.route_in(peer, srcfd, tenant or REVOKED)
+            except Exception:  # accounting never costs a message
+                log.exception("message from fd %s not attributed to a connection", srcfd)
         return Inbound(peer, tenant, frames, parts)
 
     async def send(self, peer: bytes, frames: list[bytes]) -> Sent:
@@ -134,4 +206,20 @@ class RouterTransport:
                 return Sent.UNROUTABLE
             raise
         self.counters.sent += 1
+        if self.kernel is not None:
+            self.kernel.route_out(peer)  # last thing before returning: the caller accounts this reply now
         return Sent.OK
+
+
+def _srcfd(part: zmq.Frame) -> int | None:
+    """The TCP descriptor libzmq read this message from (None over transports without one)."""
+    try:
+        fd = part.get(zmq.SRCFD)
+    except zmq.ZMQError:
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+def _port(endpoint: str) -> int | None:
+    tail = endpoint.rsplit(":", 1)[-1]
+    return int(tail) if endpoint.startswith("tcp://") and tail.isdigit() else None

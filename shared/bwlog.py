@@ -5,9 +5,24 @@ Schema version 1 (``v``), one record per message crossing the wire::
     {"v": 1, "ts": 1780000000.123, "side": "gateway", "tenant": "home1", "twin": "home1",
      "dir": "in", "type": "state", "rid": "9f3c…", "payload": 412, "compressed": 180, "frame": 283}
 
-``payload``/``compressed``/``frame`` are the metering layers of shared.metering. Kernel samples
-(issue 7) use ``"type": "tcp_info"`` with their own counters. Writing never blocks the caller: records
-go onto a queue and a listener thread writes them, rotating by size (``path``, ``path.1`` …).
+``payload``/``compressed``/``frame`` are the metering layers of shared.metering. Where the side tracks
+its TCP connections (shared.accounting.KernelAccounting) a message record also names the connection it
+crossed (``"conn"``), when that is known.
+
+Kernel samples (``"type": "tcp_info"``), the kernel's cumulative TCP_INFO counters of one connection::
+
+    {"v": 1, "ts": 1780000060.0, "side": "gateway", "tenant": "home1", "twin": "home1",
+     "type": "tcp_info", "conn": "127.0.0.1:50412-127.0.0.1:5555@1780000000001", "event": "sample",
+     "bytes_acked": 51234, "bytes_received": 48810, "bytes_sent": 51234, "bytes_retrans": 0,
+     "segs_out": 410, "segs_in": 395, "tcp_state": "established"}
+
+``event`` is ``"sample"`` (periodic) or ``"close"`` (the connection's last record; ``"final"`` says
+whether its counters were read at the close, ``"exact"``, or repeat the last periodic sample,
+``"last_sample"``). A counter the running kernel does not provide is ``null``. ``tcp_state`` lets a
+reader tell the SYN/FIN octets the kernel counts apart from stream bytes (shared.tcpinfo).
+
+Writing never blocks the caller: records go onto a queue and a listener thread writes them, rotating
+by size (``path``, ``path.1`` …).
 """
 
 from __future__ import annotations
@@ -20,7 +35,10 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from shared.tcpinfo import TcpCounters
+
 SCHEMA_VERSION = 1
+KERNEL_TYPE = "tcp_info"
 Side = Literal["edge", "gateway"]
 
 
@@ -61,20 +79,51 @@ class BandwidthLog:
         compressed: int,
         frame: int,
         ts: float | None = None,
+        conn: str | None = None,
     ) -> None:
-        self.write(
-            {
-                "tenant": tenant,
-                "twin": twin,
-                "dir": direction,
-                "type": msg_type,
-                "rid": rid.hex(),
-                "payload": payload,
-                "compressed": compressed,
-                "frame": frame,
-            },
-            ts=ts,
-        )
+        fields: dict[str, object] = {
+            "tenant": tenant,
+            "twin": twin,
+            "dir": direction,
+            "type": msg_type,
+            "rid": rid.hex(),
+            "payload": payload,
+            "compressed": compressed,
+            "frame": frame,
+        }
+        if conn:
+            fields["conn"] = conn
+        self.write(fields, ts=ts)
+
+    def tcp_info(
+        self,
+        *,
+        tenant: str,
+        twin: str,
+        conn: str,
+        event: Literal["sample", "close"],
+        counters: TcpCounters,
+        final: Literal["exact", "last_sample"] | None = None,
+        ts: float | None = None,
+    ) -> None:
+        """One kernel sample of connection ``conn`` (cumulative counters; None is written as null)."""
+        fields: dict[str, object] = {
+            "tenant": tenant,
+            "twin": twin,
+            "type": KERNEL_TYPE,
+            "conn": conn,
+            "event": event,
+            "bytes_acked": counters.bytes_acked,
+            "bytes_received": counters.bytes_received,
+            "bytes_sent": counters.bytes_sent,
+            "bytes_retrans": counters.bytes_retrans,
+            "segs_out": counters.segs_out,
+            "segs_in": counters.segs_in,
+            "tcp_state": counters.state,
+        }
+        if final is not None:
+            fields["final"] = final
+        self.write(fields, ts=ts)
 
     def write(self, fields: dict[str, object], *, ts: float | None = None) -> None:
         record: dict[str, object] = {
