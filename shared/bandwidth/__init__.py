@@ -11,9 +11,10 @@ JSON Lines, UTF-8, one object per line, rotated by size as ``path``, ``path.1``,
     {"v": 1, "ts": 1780000000.123, "side": "edge", "tenant": "home1", "twin": "home1",
      "dir": "out", "type": "state", "rid": "9f3c…", "payload": 412, "compressed": 180, "frame": 283}
 
-- ``twin``: the twin the message concerns; ``dir``: ``"in"`` (received) or ``"out"`` (sent) from the
-  logging side's point of view; ``type``: the message type (``state``, ``query``, ``hello`` …; any
-  non-empty string except ``tcp_info``); ``rid``: the request id, hex (not needed by the reader);
+- ``twin``: the twin the message concerns (``""`` for replies and messages about no twin: PING,
+  FETCH); ``dir``: ``"in"`` (received) or ``"out"`` (sent) from the logging side's point of view;
+  ``type``: the message type (``state``, ``query``, ``hello`` …; any non-empty string except
+  ``tcp_info``); ``rid``: the request id, hex (not needed by the reader);
 - ``payload``: application bytes before compression (signature + header + body);
   ``compressed``: bytes handed to ZeroMQ; ``frame``: bytes on the TCP stream including ZMTP and
   CURVE framing (the model of :mod:`shared.metering`). Non-negative integers.

@@ -141,7 +141,7 @@ def parse_record(obj: object) -> Record:
         ts,
         side,
         tenant,
-        _string(obj, "twin"),
+        _string(obj, "twin", allow_empty=True),  # "" on replies and on messages about no twin (PING, FETCH)
         cast(Direction, _choice(obj, "dir", DIRECTIONS)),
         msg_type,
         _count(obj, "payload"),
@@ -170,11 +170,11 @@ def _optional_count(obj: dict[str, object], key: str) -> int | None:
     return None if obj.get(key) is None else _count(obj, key)
 
 
-def _string(obj: dict[str, object], key: str) -> str:
+def _string(obj: dict[str, object], key: str, *, allow_empty: bool = False) -> str:
     if key not in obj:
         raise RecordError(f"no '{key}'")
     value = obj[key]
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not (value or allow_empty):
         raise RecordError(f"'{key}' must be a non-empty string, got {_short(value)}")
     return value
 

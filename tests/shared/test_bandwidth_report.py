@@ -283,6 +283,13 @@ def test_corrupt_and_truncated_lines_are_reported_and_the_rest_counted(
     assert f"{path}:8: truncated line" in out
 
 
+def test_replies_and_twinless_messages_count(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bw.jsonl"  # the gateway logs replies and PING/FETCH with an empty twin
+    path.write_text(record_line(T0, side="gateway", twin="", type="final") + record_line(T0 + 1, twin="", type="ping"))
+    code, doc = run_json(capsys, str(path))
+    assert code == 0 and doc["messages"] == 2 and doc["issues"] == []
+
+
 def test_newer_schema_version_is_reported_and_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bw.jsonl"
     path.write_text(record_line(T0) + record_line(T0 + 1, v=2, frame=10**9, extra={"x": 1}) + record_line(T0 + 2))
