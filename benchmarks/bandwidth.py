@@ -40,7 +40,7 @@ How bytes are counted (per connection, the client's view, both directions)
 -------------------------------------------------------------------------
 ``model``   shared.metering: every frame's ZMTP + CURVE bytes plus the connection's CURVE handshake;
 ``kernel``  TCP_INFO of the DEALER's TCP socket (its descriptor from the ZeroMQ monitor's
-            EVENT_CONNECTED, read through a duplicate: shared.tcpinfo / shared.accounting):
+            EVENT_CONNECTED, read through a duplicate: shared.tcpinfo / shared.kernel_accounting):
             tcpi_bytes_acked + tcpi_bytes_received less the SYN/FIN octets, read right after the last
             acknowledgement (nothing else is in flight then);
 ``relay``   what the relay read from each side.
@@ -80,9 +80,9 @@ from edge.fidelity import ReplayResult, replay
 from edge.finetune.train import TrainOptions, first_lora_layer
 from edge.uplink import CHUNK_BYTES
 from gateway.service import GatewayService
-from shared.accounting import KernelAccounting
 from shared.adapters import AdapterManifest, write_adapter
 from shared.config import GatewayConfig, parse_config
+from shared.kernel_accounting import KernelAccounting
 from shared.keys import generate_keypair
 from shared.metering import Sample, handshake_bytes, part_wire_bytes
 from shared.metrics import Registry

@@ -10,8 +10,9 @@ the twin's own, and a message belongs to the connection that is live when it is 
 from __future__ import annotations
 
 from edge.budget import DataBudget
-from shared.accounting import SAMPLE_S, KernelAccounting, MessageAccounting
+from shared.accounting import MessageAccounting
 from shared.bwlog import BandwidthLog
+from shared.kernel_accounting import SAMPLE_S, KernelAccounting
 from shared.metering import ByteMeter, Direction, Sample
 from shared.metrics import Registry
 from shared.protocol import Encoded, Envelope, type_name

@@ -6,7 +6,7 @@ PONG complete a request. A socket monitor turns a refused CURVE handshake into a
 every waiting request instead of a silent time-out. ``ZMQ_IMMEDIATE`` keeps libzmq from queueing
 messages for a gateway that is not connected: the caller's outbox is the only queue.
 
-With ``connections`` (a shared.accounting.KernelAccounting, e.g. ``EdgeAccounting.kernel``) the
+With ``connections`` (a shared.kernel_accounting.KernelAccounting, e.g. ``EdgeAccounting.kernel``) the
 monitor also reports each TCP connection (CONNECTED carries its descriptor) and its loss, and the
 client owns the registry's sampler task: kernel TCP_INFO samples of its connection(s), with a final
 one when a connection ends or the client closes.
@@ -27,8 +27,8 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-from shared.accounting import KernelAccounting
 from shared.errors import Forbidden, WireError, error_for_code
+from shared.kernel_accounting import KernelAccounting
 from shared.keys import load_public, load_secret
 from shared.protocol import DEFAULT_LIMITS, Encoded, Envelope, Limits, decode, decode_result, encode
 from shared.protocol import messages as m

@@ -35,12 +35,12 @@ from edge.sources import Coordinator, Simulator, build_sources
 from edge.state_store import StateStore
 from edge.trainer import Trainer
 from edge.uplink import Uplink
-from shared.accounting import KernelAccounting
 from shared.bwlog import BandwidthLog
 from shared.config import EdgeConfig, load_config
 from shared.config.edge import SimulatorSource
 from shared.db import Database
 from shared.errors import ConfigError
+from shared.kernel_accounting import KernelAccounting
 from shared.metering import ByteMeter
 from shared.metrics import Registry
 from shared.protocol import messages as m

@@ -4,16 +4,17 @@ One place turns a message into counters (shared.metering), a bandwidth-log line 
 Prometheus metrics, so the three never disagree. :attr:`kernel` tracks the ROUTER's TCP connections
 (the transport feeds it, :meth:`gateway.transport.RouterTransport.attach`); a message is logged with
 the connection the transport saw it on: the receive loop handles one message at a time, so the
-transport's :attr:`~shared.accounting.KernelAccounting.inbound_conn` is the message being accounted,
+transport's :attr:`~shared.kernel_accounting.KernelAccounting.inbound_conn` is the message being accounted,
 and a reply is accounted right after its send returns, so
-:attr:`~shared.accounting.KernelAccounting.outbound_conn` is that reply's connection.
+:attr:`~shared.kernel_accounting.KernelAccounting.outbound_conn` is that reply's connection.
 """
 
 from __future__ import annotations
 
 from gateway.transport import Sent
-from shared.accounting import SAMPLE_S, KernelAccounting, MessageAccounting
+from shared.accounting import MessageAccounting
 from shared.bwlog import BandwidthLog
+from shared.kernel_accounting import SAMPLE_S, KernelAccounting
 from shared.metering import ByteMeter, Sample
 from shared.metrics import Registry
 from shared.protocol import Encoded, Envelope, type_name

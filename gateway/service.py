@@ -38,11 +38,11 @@ from gateway.registry import AdapterRegistry
 from gateway.registry import create_schema as create_registry_schema
 from gateway.residency import Residency
 from gateway.transport import RouterTransport, TransportCounters
-from shared.accounting import KernelAccounting
 from shared.bwlog import BandwidthLog
 from shared.config.gateway import GatewayConfig
 from shared.db import Database
 from shared.errors import ModelSourceError
+from shared.kernel_accounting import KernelAccounting
 from shared.keys import load_secret
 from shared.metering import ByteMeter
 from shared.metrics import Registry

@@ -5,7 +5,7 @@ error we count, not a silent drop), bounded HWMs, MAXMSGSIZE per frame, linger 0
 part by part and anything after the second part is discarded while it is read, so a hostile
 10,000-part message never becomes a 10,000-element list in Python.
 
-Kernel accounting (shared.accounting.KernelAccounting, :meth:`RouterTransport.attach`): a socket
+Kernel accounting (shared.kernel_accounting.KernelAccounting, :meth:`RouterTransport.attach`): a socket
 monitor reports every accepted TCP connection (ACCEPTED carries its descriptor) and every lost one;
 :meth:`RouterTransport.watch` is the owned task that feeds those events to the registry and runs its
 sampler. A connection's tenant is the tenant of the first message read from it. The message knows
@@ -30,8 +30,8 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from gateway.auth import TenantTable
-from shared.accounting import KernelAccounting
 from shared.config.gateway import ServerSection
+from shared.kernel_accounting import KernelAccounting
 
 log = logging.getLogger(__name__)
 

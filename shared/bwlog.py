@@ -6,7 +6,7 @@ Schema version 1 (``v``), one record per message crossing the wire::
      "dir": "in", "type": "state", "rid": "9f3c…", "payload": 412, "compressed": 180, "frame": 283}
 
 ``payload``/``compressed``/``frame`` are the metering layers of shared.metering. Where the side tracks
-its TCP connections (shared.accounting.KernelAccounting) a message record also names the connection it
+its TCP connections (shared.kernel_accounting.KernelAccounting) a message record also names the connection it
 crossed (``"conn"``), when that is known.
 
 Kernel samples (``"type": "tcp_info"``), the kernel's cumulative TCP_INFO counters of one connection::

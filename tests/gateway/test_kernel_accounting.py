@@ -26,10 +26,10 @@ from edge.accounting import EdgeAccounting
 from edge.budget import DataBudget
 from edge.client import TwinClient
 from edge.daemon import EdgeDaemon
-from shared.accounting import UNATTRIBUTED, Reconciliation
 from shared.bwlog import BandwidthLog
 from shared.config import EdgeConfig, load_config
 from shared.errors import Forbidden
+from shared.kernel_accounting import UNATTRIBUTED, Reconciliation
 from shared.metering import ByteMeter, handshake_bytes
 from shared.metrics import Registry
 from shared.protocol import messages as m

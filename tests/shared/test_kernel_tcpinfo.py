@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.accounting import KernelAccounting
+from shared.kernel_accounting import KernelAccounting
 from shared.metrics import Registry
 from shared.tcpinfo import (
     OFF_BYTES_RECEIVED,
