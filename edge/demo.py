@@ -78,7 +78,7 @@ def run_demo(opts: DemoOptions) -> int:
         _wait_sync(admin, opts, procs)
         _wait_finetune(admin, opts, procs)
         asyncio.run(_questions(work, keys, gw_port))
-        _bandwidth(work, opts)
+        _bandwidth(work, opts, _synced_hours(admin, opts))
     say("done", f"logs and state are in {work}; processes stopped")
     return 0
 
@@ -222,8 +222,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], limit_s: float) -> None:
 
 def _wait_sync(admin: dict[str, str], opts: DemoOptions, procs: list[subprocess.Popen[bytes]]) -> None:
     """Until every home's simulated clock has run ``sync_hours`` past the start and prompts arrived."""
-    start = datetime.fromisoformat(generate(7, 3, 3600.0).start_iso).timestamp() + opts.start_h * 3600
-    goal = start + opts.sync_hours * 3600
+    goal = _scenario_start(opts) + opts.sync_hours * 3600
     deadline = time.monotonic() + opts.sync_hours * 3600 / opts.speed * 4 + 120
     last = ""
     while True:
@@ -371,13 +370,15 @@ async def _ask(
     )
 
 
-def _bandwidth(work: Path, opts: DemoOptions) -> None:
+def _bandwidth(work: Path, opts: DemoOptions, hours: float) -> None:
     """Sync traffic as the homes logged it (every message both ways, on the wire) vs the baseline."""
     totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for home in HOMES:
         with contextlib.suppress(FileNotFoundError), (work / f"{home}-data" / "bandwidth.jsonl").open() as fh:
             for line in fh:
                 rec = json.loads(line)
+                if rec.get("type") == "tcp_info":  # kernel samples: `llmtwin bandwidth` reconciles them
+                    continue
                 row = totals[(home, rec["dir"], rec["type"])]
                 row[0] += 1
                 row[1] += rec["payload"]
@@ -389,7 +390,7 @@ def _bandwidth(work: Path, opts: DemoOptions) -> None:
         print(f"{'':21}{home:<7}{direction:<5}{kind:<15}{n:6d}{payload:11,d}{compressed:11,d}{frame:11,d}")
     adapters = {k: v for k, v in totals.items() if k[2].startswith("adapter_")}
     sent = sum(v[3] for k, v in totals.items() if k not in adapters)
-    baseline = _raw_baseline_bytes(opts)
+    baseline = _raw_baseline_bytes(opts, hours)
     if adapters:
         shipped = sum(v[3] for v in adapters.values())
         uploads = sum(v[0] for k, v in adapters.items() if k[2] == "adapter_commit")
@@ -403,7 +404,7 @@ def _bandwidth(work: Path, opts: DemoOptions) -> None:
         say(
             "bandwidth",
             f"LLM-Twin state sync: {sent:,d} B on the wire (both ways, CURVE framing included) for "
-            f"{opts.sync_hours:g} h of 3 homes; the full JSON state of every entity every {opts.tick_s:g} s "
+            f"{hours:.1f} simulated h of 3 homes; the full JSON state of every entity every {opts.tick_s:g} s "
             f"would be {baseline:,d} B of JSON alone: {baseline / sent:.0f}x more (the evening is the busiest "
             "part of the day; the README quotes the whole 24 h trace)",
         )
@@ -415,11 +416,21 @@ def _full_model_bytes(opts: DemoOptions) -> int:
     return sum(p.stat().st_size for p in (found / HF_DIR).glob("*.safetensors")) if found else 0
 
 
-def _raw_baseline_bytes(opts: DemoOptions) -> int:
+def _synced_hours(admin: dict[str, str], opts: DemoOptions) -> float:
+    """Simulated hours every home has replayed so far (the homes kept syncing while they fine-tuned)."""
+    clocks = [float((_get_json(url + "/status") or {}).get("clock_s", 0.0)) for url in admin.values()]  # type: ignore[arg-type]
+    return max(opts.sync_hours, (min(clocks) - _scenario_start(opts)) / 3600)
+
+
+def _scenario_start(opts: DemoOptions) -> float:
+    return datetime.fromisoformat(generate(7, 3, 3600.0).start_iso).timestamp() + opts.start_h * 3600
+
+
+def _raw_baseline_bytes(opts: DemoOptions, hours: float) -> int:
     """What a conventional twin would send: every entity's full state object at every tick."""
     scenario = generate(7, 3, 86400.0)
     states: dict[str, str] = {}
-    start, end = opts.start_h * 3600, opts.start_h * 3600 + opts.sync_hours * 3600
+    start, end = opts.start_h * 3600, opts.start_h * 3600 + hours * 3600
     total, t = 0, start
     trace = iter(scenario.trace)
     pending = next(trace, None)
