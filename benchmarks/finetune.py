@@ -194,32 +194,3 @@ def _prepared(base: str, cache: Path) -> Path:
     from edge.model.prepare import prepare_model
 
     return prepare_model(base, cache).path
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune", description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="smollm2-135m")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--home", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-time", type=float, default=300.0)
-    parser.add_argument("--rounds", type=int, default=1, help="consecutive rounds, each warm-started")
-    parser.add_argument("--recipe", default="{}", help='JSON object of RoundRequest overrides, e.g. {"lr": 0.005}')
-    args = parser.parse_args(argv)
-    report = run(
-        args.base,
-        args.out,
-        home=args.home,
-        threads=args.threads,
-        max_time_s=args.max_time,
-        rounds=args.rounds,
-        **json.loads(args.recipe),
-    )
-    print(json.dumps({k: v for k, v in report.items() if k != "loss_curve"}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -309,8 +310,6 @@ class Trainer:
 
 
 def _json_bytes(doc: Mapping[str, Any]) -> bytes:
-    import json
-
     return json.dumps(doc, sort_keys=True).encode()
 
 

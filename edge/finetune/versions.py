@@ -10,30 +10,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
+
+from edge.staging import remove_dead_staging as remove_dead
+from edge.staging import staging as shared_staging
 
 _STAGING = ".round-"
 
 
-@contextlib.contextmanager
-def staging(out_dir: Path) -> Iterator[Path]:
-    stage = out_dir / f"{_STAGING}{os.getpid()}-{secrets.token_hex(4)}"
-    stage.mkdir()
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)  # after a publish it no longer exists
+def staging(out_dir: Path) -> contextlib.AbstractContextManager[Path]:
+    return shared_staging(out_dir, _STAGING)
 
 
 def remove_dead_staging(out_dir: Path) -> None:
-    """Staging directories whose process is gone (killed mid-round) are removed (Linux: /proc)."""
-    for stage in out_dir.glob(f"{_STAGING}*"):
-        pid = stage.name.removeprefix(_STAGING).split("-")[0]
-        if pid.isdigit() and not Path("/proc", pid).exists():
-            shutil.rmtree(stage, ignore_errors=True)
+    """Staging directories whose process is gone (killed mid-round) are removed."""
+    remove_dead(out_dir, _STAGING)
 
 
 def publish(stage: Path, final: Path) -> None:

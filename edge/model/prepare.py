@@ -17,12 +17,10 @@ weights and LoRA settings match; other LoRA settings reuse the HF directory and 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from edge.model.runtime import Progress, quiet_libraries, transformers_api
 from edge.model.sources import build_gguf, build_local, build_tiny, smollm2_gguf, smollm2_tokenizer
 from edge.model.targets import find_sites
 from edge.model.validate import GraphLayout, Tolerance, validate_export
+from edge.staging import remove_dead_staging, staging
 from shared.adapters import utc_now
 from shared.errors import ModelError, ModelSourceError
 from shared.modelspec import (
@@ -52,6 +51,8 @@ from shared.modelspec import (
     model_dir_name,
     source_name,
 )
+
+STAGING_PREFIX = "prepare-"  # <cache>/tmp/prepare-<pid>-<hex>
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ def prepare_model(
     opts.check()
     report = progress or (lambda _msg: None)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    _remove_dead_staging(cache_dir)
+    remove_dead_staging(cache_dir / "tmp", STAGING_PREFIX)
     source = base if base in BUILTIN_BASES else str(Path(base).expanduser().resolve())
     earlier = (
         find_prepared(cache_dir, base) if base == "smollm2-135m" else None
@@ -127,7 +128,7 @@ def prepare_model(
         if opts.matches(spec):
             report(f"{base}: using the prepared model in {earlier}")
             return PreparedModel(earlier, spec, reused=True)
-    with _staging(cache_dir) as stage:
+    with staging(cache_dir / "tmp", STAGING_PREFIX) as stage:
         if earlier is not None:
             _link_tree(earlier / HF_DIR, stage / HF_DIR)
         else:
@@ -293,38 +294,6 @@ def _spec_or_none(model_dir: Path, fingerprint: str) -> ModelSpec | None:
 
 # ------------------------------------------------------------------------------------------------
 # staging and publishing
-
-
-@contextlib.contextmanager
-def _staging(cache_dir: Path) -> Iterator[Path]:
-    root = cache_dir / "tmp"
-    root.mkdir(parents=True, exist_ok=True)
-    stage = root / f"prepare-{os.getpid()}-{secrets.token_hex(4)}"
-    stage.mkdir()
-    try:
-        yield stage
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)  # after a publish it no longer exists
-
-
-def _remove_dead_staging(cache_dir: Path) -> None:
-    root = cache_dir / "tmp"
-    if not root.is_dir():
-        return
-    for stage in root.glob("prepare-*-*"):
-        pid_text = stage.name.split("-")[1]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
-            shutil.rmtree(stage, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish(stage: Path, final: Path) -> None:
