@@ -27,10 +27,11 @@ What each system sends
              and the compressor (``CompressorSettings()`` defaults) and the prompts go, after a Hello,
              as StateUpload messages through ``edge.client.TwinClient`` to a real
              ``gateway.service.GatewayService`` (in this process: CURVE + ZAP, SQLite), each answered by
-             its FINAL; plus one adapter upload per λ per home: a rank-8 q/v fp16 LoRA of the base
-             model laid out as the edge trains it (random weights in the top half of the layers,
-             zeros below), written as a real artifact (930,456 B for SmolLM2-135M) and
-             uploaded with AdapterBegin / AdapterChunk (256 KiB, as the uplink) / AdapterCommit; the
+             its FINAL; plus one adapter upload per λ per home: a rank-8 q/v LoRA of the base model
+             laid out as the edge trains it (random weights in the top half of the layers, zeros
+             below) and written as the edge writes it (``FinetuneSection().adapter_dtype``, trained
+             layers only: see shared.adapter_codec), a real artifact, and uploaded with
+             AdapterBegin / AdapterChunk (256 KiB, as the uplink) / AdapterCommit; the
              gateway verifies and activates it. The gateway runs the same base model (no inference).
 
 FL round j and adapter upload j (1..n) are charged at trace time ``min(end, j * period)`` (the end of
@@ -82,6 +83,7 @@ from edge.uplink import CHUNK_BYTES
 from gateway.service import GatewayService
 from shared.adapters import AdapterManifest, write_adapter
 from shared.config import GatewayConfig, parse_config
+from shared.config.edge import FinetuneSection
 from shared.kernel_accounting import KernelAccounting
 from shared.keys import generate_keypair
 from shared.metering import Sample, handshake_bytes, part_wire_bytes
@@ -98,6 +100,7 @@ from shared.tcpinfo import TcpCounters, TcpHandle, control_octets
 DAY_S = 86400.0
 ACK_BYTES = 8
 ADAPTER_RANK = 8
+ADAPTER_DTYPE = FinetuneSection().adapter_dtype  # what an edge daemon ships by default
 HANDSHAKE_TIMEOUT_S = 30.0
 REPLY_TIMEOUT_S = 120.0
 PARTS = ("handshake", "hello", "state", "adapter")
@@ -517,10 +520,10 @@ class Tally:
         self.timeline.add(self.now_s, frame)
 
 
-def fp16_adapter(spec: ModelSpec, twin_id: str, version: int, seed: int, folder: Path) -> tuple[bytes, bytes]:
-    """A real rank-8 q/v fp16 artifact of ``spec`` laid out as the edge trains it: random weights in the
-    LoRA layers (the top half, ``TrainOptions().top_layers``), zeros below (the artifact holds every
-    layer): (artifact bytes, manifest JSON)."""
+def edge_adapter(spec: ModelSpec, twin_id: str, version: int, seed: int, folder: Path) -> tuple[bytes, bytes]:
+    """A real rank-8 q/v artifact of ``spec`` laid out as the edge trains it: random weights in the LoRA
+    layers (the top half, ``TrainOptions().top_layers``), zeros below, stored in the edge's default
+    ``adapter_dtype`` (which leaves the zero layers out): (artifact bytes, manifest JSON)."""
     rng = np.random.default_rng(seed)
     first = first_lora_layer(spec.n_layers, TrainOptions().top_layers)
     tensors = {}
@@ -528,12 +531,12 @@ def fp16_adapter(spec: ModelSpec, twin_id: str, version: int, seed: int, folder:
         for module in spec.target_modules:
             d_in, d_out = spec.target_shape(module)
             bound = 1.0 / math.sqrt(d_in)
-            a = rng.uniform(-bound, bound, (d_in, ADAPTER_RANK)).astype(np.float16)
-            b = rng.normal(0.0, 0.01, (ADAPTER_RANK, d_out)).astype(np.float16)
+            a = rng.uniform(-bound, bound, (d_in, ADAPTER_RANK)).astype(np.float32)
+            b = rng.normal(0.0, 0.01, (ADAPTER_RANK, d_out)).astype(np.float32)
             tensors[lora_a_name(layer, module)] = a if layer >= first else np.zeros_like(a)
             tensors[lora_b_name(layer, module)] = b if layer >= first else np.zeros_like(b)
     manifest = AdapterManifest(
-        twin_id, version, spec.fingerprint, ADAPTER_RANK, 2.0 * ADAPTER_RANK, spec.target_modules, dtype="float16"
+        twin_id, version, spec.fingerprint, ADAPTER_RANK, 2.0 * ADAPTER_RANK, spec.target_modules, dtype=ADAPTER_DTYPE
     )
     path = folder / f"{twin_id}-v{version}.onnx_adapter"
     written = write_adapter(path, tensors, manifest)
@@ -594,7 +597,7 @@ async def llmtwin_home(endpoint: str, keys: ClientKeys, spec: ModelSpec, home: H
                 (await client.request(up, timeout_s=REPLY_TIMEOUT_S)).raise_for_error()
                 continue
             tally.part = "adapter"
-            data, manifest = fp16_adapter(spec, home.twin_id, index, 1000 * home.index + index, folder)
+            data, manifest = edge_adapter(spec, home.twin_id, index, 1000 * home.index + index, folder)
             artifact = len(data)
             await upload_adapter(client, home.twin_id, index, data, manifest)
         conn = kernel.current()
@@ -844,7 +847,8 @@ def _method(opts: BandwidthBench, model: Model) -> dict[str, str]:
         ),
         "llmtwin": (
             "measured: Hello + every compressor prompt as StateUpload (codec frames) via TwinClient to the real "
-            f"gateway, each FINAL; one real fp16 rank-{ADAPTER_RANK} adapter upload (Begin/Chunk/Commit) per "
+            f"gateway, each FINAL; one real {ADAPTER_DTYPE} rank-{ADAPTER_RANK} adapter upload (Begin/Chunk/Commit) "
+            f"per "
             f"{opts.lambda_h:g} h per home, verified and activated by the gateway"
         ),
         "bytes": (

@@ -7,7 +7,10 @@ hash, rank or base binding), holding for every layer i and target module m::
     lora_B.{i}.{m}   [r, d_out]   (PEFT: lora_B.weight [d_out, r]); unscaled, scale = alpha / r
 
 The manifest beside it carries what the format lacks: twin, version, base fingerprint, rank, alpha,
-targets, dtype, the artifact's sha256, creation time and a free-form training summary.
+targets, the stored dtype and layers, the artifact's sha256, creation time and a free-form training summary.
+How the tensors are stored (only layers that carry LoRA; float32/float16 or block-quantized int8/int4)
+is :mod:`shared.adapter_codec`'s job; in memory (:class:`LoadedAdapter`) an adapter is always float and
+has every layer.
 
 :func:`read_adapter` checks, in order, and raises the matching :class:`~shared.errors.AdapterError`:
 manifest JSON/schema and artifact structure (AdapterCorrupt), sha256 (AdapterHashMismatch), base
@@ -19,12 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import math
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from shared.adapter_codec import STORED_DTYPES, decode, encode, memory_dtype, stored_pairs
 from shared.errors import (
     AdapterBaseMismatch,
     AdapterCorrupt,
@@ -39,7 +44,7 @@ from shared.errors import (
     AdapterNonFinite,
     AdapterShapeError,
 )
-from shared.modelspec import BANK_DTYPES, SHA256_HEX, ModelSpec, lora_a_name, lora_b_name
+from shared.modelspec import SHA256_HEX, ModelSpec, lora_a_name, lora_b_name
 
 ARTIFACT_SUFFIX = ".onnx_adapter"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -50,9 +55,12 @@ _PEFT_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:[\w.]+\.)?(\w+)\.lora_(A|B)(?
 Array = npt.NDArray[Any]
 _MANIFEST_TYPES: dict[str, type | tuple[type, ...]] = {
     "twin_id": str, "version": int, "base_fingerprint": str, "rank": int, "alpha": (int, float),
-    "target_modules": list, "dtype": str, "sha256": str, "created": str, "training": dict,
+    "target_modules": list, "dtype": str, "layers": (list, type(None)), "sha256": str, "created": str,
+    "training": dict,
 }  # fmt: skip
-_MANIFEST_DEFAULTS: dict[str, Any] = {"dtype": "float32", "sha256": "", "created": "", "training": {}}
+_MANIFEST_DEFAULTS: dict[str, Any] = {
+    "dtype": "float32", "layers": None, "sha256": "", "created": "", "training": {},
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +73,8 @@ class AdapterManifest:
     rank: int
     alpha: float
     target_modules: tuple[str, ...]
-    dtype: str = "float32"
+    dtype: str = "float32"  # as stored in the artifact (shared.adapter_codec.STORED_DTYPES)
+    layers: tuple[int, ...] | None = None  # the layers stored in the artifact; None: every layer
     sha256: str = ""
     created: str = ""
     training: Mapping[str, Any] = field(default_factory=dict)
@@ -77,6 +86,7 @@ class AdapterManifest:
     def to_json(self) -> str:
         doc = {k: getattr(self, k) for k in self.__dataclass_fields__}
         doc["target_modules"] = list(self.target_modules)
+        doc["layers"] = None if self.layers is None else list(self.layers)
         doc["training"] = dict(self.training)
         return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
@@ -93,6 +103,8 @@ class AdapterManifest:
             raise AdapterCorrupt(f"{where}: unknown manifest keys {sorted(unknown)}")
         values = {key: _field(doc, key, kind, where) for key, kind in _MANIFEST_TYPES.items()}
         values["alpha"], values["target_modules"] = float(values["alpha"]), tuple(values["target_modules"])
+        if values["layers"] is not None:
+            values["layers"] = tuple(values["layers"])
         manifest = cls(**values)
         manifest.check(where)
         return manifest
@@ -112,8 +124,10 @@ class AdapterManifest:
             problems.append("alpha must be a finite number > 0")
         if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
             problems.append("target_modules must be a non-empty list of names")
-        if self.dtype not in BANK_DTYPES:
-            problems.append(f"dtype must be one of {BANK_DTYPES}")
+        if self.dtype not in STORED_DTYPES:
+            problems.append(f"dtype must be one of {STORED_DTYPES}")
+        if self.layers is not None and not _ascending_layers(self.layers):
+            problems.append("layers must be distinct layer numbers in [0, 4096), ascending")
         if self.sha256 and re.fullmatch(SHA256_HEX, self.sha256) is None:
             problems.append("sha256 must be 64 lowercase hex digits")
         if problems:
@@ -152,13 +166,20 @@ def utc_now() -> str:
 
 def write_adapter(path: Path, tensors: Mapping[str, Array], manifest: AdapterManifest) -> AdapterManifest:
     """Write artifact then manifest, each atomically (temp file, fsync, os.replace). Returns the
-    manifest as written (sha256 and, if empty, created filled in)."""
+    manifest as written (layers, sha256 and, if empty, created filled in).
+
+    ``tensors`` are float, every layer; they are stored in ``manifest.dtype`` and only the layers that
+    carry LoRA are kept (see :mod:`shared.adapter_codec`)."""
     import onnxruntime as ort
 
     where = str(path)
     manifest.check(where)
-    _check_tensors(tensors, manifest, None, where)
-    values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
+    _check_tensors(tensors, manifest, None, where, in_memory_dtype=False)
+    keep = _stored_names(tensors)
+    layers = tuple(sorted({_layer_of(name) for name in keep}))
+    manifest = replace(manifest, layers=layers if len(keep) < len(tensors) else None)
+    stored = encode({name: tensors[name] for name in keep}, manifest.dtype)
+    values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in stored.items()}
     fmt = ort.AdapterFormat()
     fmt.set_adapter_version(manifest.version)
     fmt.set_model_version(1)
@@ -193,7 +214,7 @@ def read_adapter(path: Path, spec: ModelSpec) -> LoadedAdapter:
     if len(raw) > _MAX_MANIFEST_BYTES:
         raise AdapterCorrupt(f"{mpath}: manifest larger than {_MAX_MANIFEST_BYTES} bytes")
     manifest = AdapterManifest.from_json(raw, str(mpath))
-    tensors = _parse_artifact(path)
+    arrays = _parse_artifact(path)
     digest = hashlib.sha256(data).hexdigest()
     if digest != manifest.sha256:
         raise AdapterHashMismatch(
@@ -204,8 +225,68 @@ def read_adapter(path: Path, spec: ModelSpec) -> LoadedAdapter:
             f"{where}: trained for base {manifest.base_fingerprint[:12]}, "
             f"this model is {spec.fingerprint[:12]} ({spec.name})"
         )
+    stored = decode(arrays, manifest.dtype, where)
+    _check_stored_layers(stored, manifest, spec, where)
+    tensors = _with_empty_layers(stored, manifest, spec)
     _check_tensors(tensors, manifest, spec, where)
     return LoadedAdapter(manifest, tensors)
+
+
+def _stored_names(tensors: Mapping[str, Array]) -> list[str]:
+    """Every tensor of the layers that carry LoRA (whole layers: all targets of a kept layer)."""
+    layers = {_layer_of(name) for name in stored_pairs(tensors)}
+    if not layers:  # an all-zero adapter: store it whole rather than as an empty file
+        return list(tensors)
+    return [name for name in tensors if _layer_of(name) in layers]
+
+
+def _layer_of(name: str) -> int:
+    match = _TENSOR_NAME.fullmatch(name)
+    return -1 if match is None else int(match.group(2))
+
+
+def _check_stored_layers(stored: Mapping[str, Array], manifest: AdapterManifest, spec: ModelSpec, where: str) -> None:
+    """Rank and targets fit the base; the artifact holds exactly the manifest's layers (all targets each)."""
+    _check_fits_base(manifest, spec, where)
+    layers = range(spec.n_layers) if manifest.layers is None else manifest.layers
+    beyond = [layer for layer in layers if layer >= spec.n_layers]
+    if beyond:
+        raise AdapterShapeError(f"{where}: layers {beyond[:4]} beyond the base model's {spec.n_layers}")
+    _check_names(stored, layers, manifest, where)
+
+
+def _check_fits_base(manifest: AdapterManifest, spec: ModelSpec, where: str) -> None:
+    if manifest.rank > spec.max_rank:
+        raise AdapterShapeError(f"{where}: rank {manifest.rank} exceeds the engine's max_rank {spec.max_rank}")
+    unknown = sorted(set(manifest.target_modules) - set(spec.targets))
+    if unknown:
+        raise AdapterShapeError(f"{where}: target modules {unknown} are not LoRA targets of {spec.name}")
+
+
+def _check_names(
+    tensors: Mapping[str, Array], layers: Iterable[int], manifest: AdapterManifest, where: str
+) -> None:
+    expected = {n for i in layers for m in manifest.target_modules for n in (lora_a_name(i, m), lora_b_name(i, m))}
+    missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or extra:
+        raise AdapterShapeError(f"{where}: missing tensors {missing[:4]}, unexpected tensors {extra[:4]}")
+
+
+def _with_empty_layers(stored: Mapping[str, Array], manifest: AdapterManifest, spec: ModelSpec) -> dict[str, Array]:
+    """The in-memory layout: the stored layers plus zero A and B for every layer not stored."""
+    tensors = dict(stored)
+    dtype = memory_dtype(manifest.dtype)
+    for layer in range(spec.n_layers):
+        for module in manifest.target_modules:
+            d_in, d_out = spec.target_shape(module)
+            tensors.setdefault(lora_a_name(layer, module), np.zeros((d_in, manifest.rank), dtype))
+            tensors.setdefault(lora_b_name(layer, module), np.zeros((manifest.rank, d_out), dtype))
+    return tensors
+
+
+def _ascending_layers(layers: tuple[int, ...]) -> bool:
+    ok = all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 4096 for i in layers)
+    return ok and all(a < b for a, b in itertools.pairwise(layers))
 
 
 def _parse_artifact(path: Path) -> dict[str, Array]:
@@ -220,28 +301,23 @@ def _parse_artifact(path: Path) -> dict[str, Array]:
 
 
 def _check_tensors(
-    tensors: Mapping[str, Array], manifest: AdapterManifest, spec: ModelSpec | None, where: str
+    tensors: Mapping[str, Array],
+    manifest: AdapterManifest,
+    spec: ModelSpec | None,
+    where: str,
+    *,
+    in_memory_dtype: bool = True,
 ) -> None:
-    """Names, pairing, shapes, dtype and finiteness; against the base model's layout when spec is given."""
+    """Names, pairing, shapes, dtype and finiteness; against the base model's layout when spec is given.
+
+    ``in_memory_dtype``: the tensors are decoded ones (quantized artifacts decode to float32); when False
+    (tensors about to be written) any float dtype is accepted, since writing converts."""
     if spec is not None:
-        if manifest.rank > spec.max_rank:
-            raise AdapterShapeError(
-                f"{where}: rank {manifest.rank} exceeds the engine's max_rank {spec.max_rank}"
-            )
-        unknown = sorted(set(manifest.target_modules) - set(spec.targets))
-        if unknown:
-            raise AdapterShapeError(f"{where}: target modules {unknown} are not LoRA targets of {spec.name}")
-        expected = {
-            n
-            for i in range(spec.n_layers)
-            for m in manifest.target_modules
-            for n in (lora_a_name(i, m), lora_b_name(i, m))
-        }
-        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-        if missing or extra:
-            raise AdapterShapeError(f"{where}: missing tensors {missing[:4]}, unexpected tensors {extra[:4]}")
+        _check_fits_base(manifest, spec, where)
+        _check_names(tensors, range(spec.n_layers), manifest, where)
+    dtype = memory_dtype(manifest.dtype) if in_memory_dtype else None
     for name, value in tensors.items():
-        _check_one(name, value, manifest, spec, tensors, where)
+        _check_one(name, value, manifest, spec, tensors, where, dtype)
 
 
 def _check_one(
@@ -251,6 +327,7 @@ def _check_one(
     spec: ModelSpec | None,
     tensors: Mapping[str, Array],
     where: str,
+    dtype: str | None,
 ) -> None:
     match = _TENSOR_NAME.fullmatch(name)
     if match is None or match.group(3) not in manifest.target_modules:
@@ -261,8 +338,10 @@ def _check_one(
     partner = (lora_b_name if kind == "A" else lora_a_name)(layer, module)
     if partner not in tensors:
         raise AdapterShapeError(f"{where}: {name} has no matching {partner}")
-    if str(value.dtype) != manifest.dtype:
+    if dtype is not None and str(value.dtype) != dtype:
         raise AdapterShapeError(f"{where}: {name} is {value.dtype}, manifest says {manifest.dtype}")
+    if dtype is None and value.dtype.kind != "f":
+        raise AdapterShapeError(f"{where}: {name} is {value.dtype}, adapters are written from float tensors")
     if value.ndim != 2:
         raise AdapterShapeError(f"{where}: {name} must be 2-D, has shape {tuple(value.shape)}")
     if spec is not None:

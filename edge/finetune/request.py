@@ -19,14 +19,14 @@ from typing import Annotated, Any, Literal
 
 from edge.finetune.train import TrainOptions
 from edge.readings import StaticRecord
-from shared.config.edge import FinetuneSection
+from shared.config.edge import AdapterDtype, FinetuneSection
 from shared.typed import FieldError, Length, Range, from_plain, to_plain
 
 Status = Literal["accepted", "rejected", "skipped", "failed"]
 _RECIPE = TrainOptions()
 # the FinetuneSection fields a request copies (the rest of the section is the daemon's scheduling)
 _BUDGET_FIELDS: tuple[str, ...] = ("rank", "alpha", "targets", "threads", "max_steps", "max_time_s")
-_BUDGET_FIELDS += ("eval_threshold", "keep_versions", "seed")
+_BUDGET_FIELDS += ("eval_threshold", "keep_versions", "seed", "adapter_dtype")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +51,7 @@ class RoundRequest:
     eval_threshold: Annotated[float, Range(0.0, 1.0)] = 0.9
     keep_versions: Annotated[int, Range(1, 100)] = 3
     seed: Annotated[int, Range(0, 2**31)] = 0
+    adapter_dtype: AdapterDtype = "int4"
     # training recipe (not in the device profile; defaults tuned on SmolLM2-135M, see benchmarks/finetune.py)
     lr: Annotated[float, Range(1e-6, 1.0)] = _RECIPE.lr
     b_lr_ratio: Annotated[float, Range(0.01, 100.0)] = _RECIPE.b_lr_ratio
@@ -59,7 +60,6 @@ class RoundRequest:
     epochs: Annotated[float, Range(0.01, 1000)] = _RECIPE.epochs
     top_layers: Annotated[float, Range(0.01, 1.0)] = _RECIPE.top_layers
     max_grad_norm: Annotated[float, Range(0.0, 1e6)] = _RECIPE.max_grad_norm
-    adapter_dtype: Literal["float32", "float16"] = "float16"
     eval_limit: Annotated[int, Range(1, 1_000_000)] | None = 200  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
     min_facts: Annotated[int, Range(1, 1_000_000)] = 4

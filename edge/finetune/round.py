@@ -34,13 +34,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from edge.finetune.dataset import FactDataset, build_dataset, eval_sample
 from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, peft_reference
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult, Status
 from edge.finetune.train import StepInfo, TrainOptions, TrainResult, load_model, train, warm_start_tensors
 from edge.finetune.versions import prune, publish, remove_dead_staging, staging, versions
+from shared.adapter_codec import quantize
 from shared.adapters import ARTIFACT_SUFFIX, AdapterManifest, Array, LoadedAdapter, read_adapter, write_adapter
 from shared.errors import AdapterError, ModelError, TwinError
 from shared.modelspec import HF_DIR, ModelSpec, load_spec
@@ -48,6 +47,7 @@ from shared.modelspec import HF_DIR, ModelSpec, load_spec
 __all__ = ["ProgressFn", "RoundProgress", "RoundRequest", "RoundResult", "Status", "run_round", "versions"]
 
 ARTIFACT_NAME = "adapter" + ARTIFACT_SUFFIX
+TRAIN_STATE_NAME = "train_state" + ARTIFACT_SUFFIX  # float32 tensors before rounding: resume point only
 LOSS_CURVE = "loss_curve.json"
 CANDIDATES = "candidates"  # <out_dir>/candidates/v<N>: rejected rounds' adapters, resume points only
 KEEP_CANDIDATES = 2
@@ -153,7 +153,10 @@ def _evaluate_and_export(
     base, score, note = _evaluate(request, spec, data, adapter, report, start, base)
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
-    write_adapter(stage / ARTIFACT_NAME, adapter.tensors, _manifest(request, adapter, base, time.monotonic() - start))
+    manifest = _manifest(request, adapter, base, time.monotonic() - start)
+    write_adapter(stage / ARTIFACT_NAME, adapter.tensors, manifest)
+    # full precision beside it, never uploaded: the next round resumes from this, not from the rounded copy
+    write_adapter(stage / TRAIN_STATE_NAME, trained.tensors, replace(manifest, dtype="float32"))
     if not ok:  # kept as a candidate: training progress carries over to the next round
         checkpoint = Path(request.out_dir) / CANDIDATES / f"v{request.version}" / ARTIFACT_NAME
         return replace(base, status="rejected", reason=why + note + _misses(score), checkpoint_path=str(checkpoint))
@@ -216,9 +219,9 @@ def _evaluate(
 
 
 def _candidate(request: RoundRequest, spec: ModelSpec, trained: TrainResult) -> LoadedAdapter:
-    """The trained tensors as they will be shipped (rounded to the artifact dtype), with a draft manifest."""
-    dtype = np.float16 if request.adapter_dtype == "float16" else np.float32
-    tensors = {name: value.astype(dtype) for name, value in trained.tensors.items()}
+    """The trained tensors exactly as the gateway will decode them (rounded or quantized to the artifact's
+    dtype), with a draft manifest: the eval gate scores what will be served."""
+    tensors = quantize(trained.tensors, request.adapter_dtype)
     manifest = AdapterManifest(
         twin_id=request.twin_id,
         version=request.version,
@@ -264,8 +267,27 @@ def _warm_start(request: RoundRequest, spec: ModelSpec, opts: TrainOptions) -> d
     current = _resume_adapter(request, spec) if request.resume_adapter else _current_adapter(request, spec)[0]
     if current is None:
         return None
+    current = _training_state(request, current, spec)
     man = current.manifest
     return warm_start_tensors(current.tensors, man.rank, man.alpha, opts, spec.n_layers)
+
+
+def _training_state(request: RoundRequest, adapter: LoadedAdapter, spec: ModelSpec) -> LoadedAdapter:
+    """The full-precision tensors its round saved beside ``adapter``'s artifact, when they are there and
+    belong to it (same twin and version); else the adapter itself (already rounded to its dtype)."""
+    for source in (request.resume_adapter, request.current_adapter):
+        path = None if source is None else Path(source).with_name(TRAIN_STATE_NAME)
+        if path is None or not path.exists():
+            continue
+        try:
+            state = read_adapter(path, spec)
+        except AdapterError:
+            continue
+        if (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version):
+            return state
+    return adapter
+    same = (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version)
+    return state if same else adapter
 
 
 def _resume_adapter(request: RoundRequest, spec: ModelSpec) -> LoadedAdapter | None:

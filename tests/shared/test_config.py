@@ -114,6 +114,7 @@ type = "mqtt"
         (lambda t: t + "[finetune]\nthreads = 8\n", "finetune.threads", "cpu_cores"),
         (lambda t: t + "[finetune]\nalpha = nan\n", "finetune.alpha", "finite"),
         (lambda t: t + "[finetune]\ntargets = []\n", "finetune.targets", "length 0"),
+        (lambda t: t + '[finetune]\nadapter_dtype = "int3"\n', "finetune.adapter_dtype", "must be one of"),
         (
             lambda t: "sources = []\n" + t.replace('[[sources]]\ntype = "simulator"\nhome = 1\n', ""),
             "sources",

@@ -10,14 +10,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import edge.finetune.round as round_mod
 from edge.finetune import cli
 from edge.finetune.evaluate import gate
 from edge.finetune.round import RoundProgress, RoundRequest, RoundResult, run_round, versions
+from edge.finetune.train import first_lora_layer
 from edge.readings import StaticRecord
 from gateway.engine import Engine, EngineOptions, GenerationRequest
+from shared.adapter_codec import quantize
 from shared.adapters import read_adapter
 from shared.config.edge import FinetuneSection
 from shared.modelspec import load_spec
@@ -82,8 +85,10 @@ def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple
         1,
         spec.fingerprint,
         8,
-        "float16",
+        FinetuneSection().adapter_dtype,
     )
+    first = first_lora_layer(spec.n_layers, request_for(tiny_model, out, ()).top_layers)
+    assert man.layers == tuple(range(first, spec.n_layers))  # only the trained layers travel
     assert {"steps", "loss", "accuracy", "records", "seconds", "peak_rss_mb"} <= set(man.training)
     curve = json.loads((out / "v1" / "loss_curve.json").read_text())
     assert len(curve["losses"]) == 6 and list(result.loss_curve) == [round(v, 5) for v in curve["losses"]]
@@ -92,6 +97,22 @@ def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple
     engine.bank.load(1, adapter)
     assert engine.generate([GenerationRequest("q", "home1 kitchen ceiling light: model?", slot=1, max_new_tokens=2)])
     assert leftovers(out) == []  # the killed round's staging directory is gone too
+
+
+def test_the_full_precision_state_beside_the_artifact_is_what_it_was_rounded_from(
+    tiny_model: Path, published: tuple[RoundResult, list[str], Path]
+) -> None:
+    result, _phases, out = published
+    spec = load_spec(tiny_model)
+    served = read_adapter(Path(result.adapter_path or ""), spec)
+    state = read_adapter(out / "v1" / round_mod.TRAIN_STATE_NAME, spec)
+    assert state.manifest.dtype == "float32" and state.manifest.version == served.manifest.version
+    rounded = quantize(state.tensors, served.manifest.dtype)
+    assert all(np.array_equal(rounded[name], value) for name, value in served.tensors.items())
+    request = request_for(tiny_model, out, (), current_adapter=result.adapter_path)
+    assert round_mod._training_state(request, served, spec) is not served  # resumes from full precision
+    other = request_for(tiny_model, out, (), current_adapter=str(out / "v9" / "adapter.onnx_adapter"))
+    assert round_mod._training_state(other, served, spec) is served  # no state there: the artifact itself
 
 
 def test_same_seed_same_adapter_bytes(

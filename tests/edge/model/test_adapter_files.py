@@ -160,8 +160,8 @@ def test_shape_errors_against_the_base(tmp_path: Path, case: str) -> None:
     elif case == "wrong_d_out":
         tensors["lora_B.0.v_proj"] = np.zeros((4, D_V + 2), np.float32)
     else:
-        tensors["lora_A.5.q_proj"] = np.zeros((D_IN, 4), np.float32)
-        tensors["lora_B.5.q_proj"] = np.zeros((4, D_Q), np.float32)
+        tensors["lora_A.5.q_proj"] = np.ones((D_IN, 4), np.float32)  # non-zero: an all-zero layer is not stored
+        tensors["lora_B.5.q_proj"] = np.ones((4, D_Q), np.float32)
     path = tmp_path / f"{case}.onnx_adapter"
     write_adapter(path, tensors, manifest)
     with pytest.raises(AdapterShapeError):
@@ -177,8 +177,8 @@ def test_shape_errors_against_the_base(tmp_path: Path, case: str) -> None:
         },
         {"lora_A.0.q_proj": np.zeros((D_IN, 4), np.float32)},
         {
-            "lora_A.0.q_proj": np.zeros((D_IN, 4), np.float16),
-            "lora_B.0.q_proj": np.zeros((4, D_Q), np.float16),
+            "lora_A.0.q_proj": np.zeros((D_IN, 4), np.int32),  # any float is converted; integers are not LoRA
+            "lora_B.0.q_proj": np.zeros((4, D_Q), np.int32),
         },
         {"weights": np.zeros((2, 2), np.float32)},
     ],
