@@ -75,6 +75,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from benchmarks.relay import TcpRelay
 from edge.client import ClientKeys, Reply, TwinClient
 from edge.compressor import CompressorSettings
 from edge.fidelity import ReplayResult, replay
@@ -245,66 +246,7 @@ class Timeline:
 
 
 # ------------------------------------------------------------------------------------------------
-# transport pieces: a byte-counting relay, an acknowledging CURVE sink, a raw CURVE DEALER
-
-
-class Relay:
-    """A TCP relay 127.0.0.1:``port`` → 127.0.0.1:``target`` counting the bytes it reads each way."""
-
-    def __init__(self, target: int) -> None:
-        self._target = target
-        self.up = self.down = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
-
-    @property
-    def endpoint(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> Relay:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-        if self._handlers:  # the client closed first: EOF travels through both pumps
-            _, pending = await asyncio.wait(self._handlers, timeout=10.0)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-
-    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            server_r, server_w = await asyncio.open_connection("127.0.0.1", self._target)
-        except OSError:
-            client_w.close()
-            return
-        await asyncio.gather(self._pump(client_r, server_w, up=True), self._pump(server_r, client_w, up=False))
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool) -> None:
-        try:
-            while data := await reader.read(1 << 20):
-                if up:
-                    self.up += len(data)
-                else:
-                    self.down += len(data)
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+# transport pieces: an acknowledging CURVE sink, a raw CURVE DEALER (the relay is benchmarks.relay)
 
 
 @contextlib.asynccontextmanager
@@ -396,7 +338,7 @@ class RawPeer:
         self.wire.messages += 1
         return up + down
 
-    def sample(self, relay: Relay) -> Wire:
+    def sample(self, relay: TcpRelay) -> Wire:
         """The counts so far, with the kernel's and the relay's read now."""
         assert self._handle is not None
         up, down = kernel_stream(self._handle.sample())
@@ -473,7 +415,7 @@ async def raw_sync(ctx: zmq.asyncio.Context, port: int, public: bytes, home: Hom
                    opts: BandwidthBench) -> RawHome:  # fmt: skip
     timeline = Timeline()
     json_bytes = ticks = 0
-    async with Relay(port) as relay, RawPeer(ctx, relay.endpoint, public) as peer:
+    async with TcpRelay(port) as relay, RawPeer(ctx, relay.endpoint, public) as peer:
         timeline.add(0.0, peer.wire.model)  # the handshake
         for now, body in state_ticks(home.changes, start_iso, opts.tick_s, opts.hours * 3600.0):
             timeline.add(now, await peer.send(body))
@@ -485,7 +427,7 @@ async def raw_sync(ctx: zmq.asyncio.Context, port: int, public: bytes, home: Hom
 
 async def fl_round(ctx: zmq.asyncio.Context, port: int, public: bytes, weights: memoryview, chunk: int) -> Wire:
     """One round of full weights, really sent; the counts of the round alone (handshake excluded)."""
-    async with Relay(port) as relay, RawPeer(ctx, relay.endpoint, public) as peer:
+    async with TcpRelay(port) as relay, RawPeer(ctx, relay.endpoint, public) as peer:
         before = peer.sample(relay)
         for offset in range(0, len(weights), chunk):
             await peer.send(weights[offset : offset + chunk])
@@ -583,7 +525,7 @@ async def llmtwin_home(endpoint: str, keys: ClientKeys, spec: ModelSpec, home: H
     jobs = sorted([(p.ts, 0, i) for i, p in enumerate(prompts)] + [(t, 1, v) for v, t in enumerate(uploads, 1)])
     artifact = 0
     async with contextlib.AsyncExitStack() as stack:
-        relay = await stack.enter_async_context(Relay(_port(endpoint)))
+        relay = await stack.enter_async_context(TcpRelay(_port(endpoint)))
         client = await stack.enter_async_context(TwinClient(relay.endpoint, keys, on_bytes=tally, connections=kernel))
         entities = len({c.entity_id for c in home.changes})
         hello = m.Hello(home.twin_id, "llmtwin-bench", "bench", "", entities)  # as the daemon says it

@@ -10,6 +10,9 @@ With ``connections`` (a shared.kernel_accounting.KernelAccounting, e.g. ``EdgeAc
 monitor also reports each TCP connection (CONNECTED carries its descriptor) and its loss, and the
 client owns the registry's sampler task: kernel TCP_INFO samples of its connection(s), with a final
 one when a connection ends or the client closes.
+
+With ``capture`` (a shared.capture.PayloadCapture, opt-in) every message sent is also appended to a
+capture file as plain msgpack, before compression and encryption: what audits such as the leak scan read.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from shared.capture import PayloadCapture
 from shared.errors import Forbidden, WireError, error_for_code
 from shared.kernel_accounting import KernelAccounting
 from shared.keys import load_public, load_secret
+from shared.metering import CURVE_MESSAGE_OVERHEAD
 from shared.protocol import DEFAULT_LIMITS, Encoded, Envelope, Limits, decode, decode_result, encode
 from shared.protocol import messages as m
 
@@ -81,8 +86,10 @@ class TwinClient:
         hwm: int = 1000,
         context: zmq.asyncio.Context | None = None,
         connections: KernelAccounting | None = None,
+        capture: PayloadCapture | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._capture = capture
         self._keys = keys
         self._limits = limits
         self._on_bytes = on_bytes
@@ -106,7 +113,8 @@ class TwinClient:
         sock.curve_secretkey = self._keys.secret
         sock.sndhwm = sock.rcvhwm = self._hwm
         sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, self._limits.max_frame_bytes)
+        # checked by libzmq on the CURVE MESSAGE command: the part plus its 33 bytes of box (as the gateway)
+        sock.setsockopt(zmq.MAXMSGSIZE, self._limits.max_frame_bytes + CURVE_MESSAGE_OVERHEAD)
         sock.setsockopt(zmq.RECONNECT_IVL, 200)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)
         monitor = sock.get_monitor_socket(
@@ -193,6 +201,8 @@ class TwinClient:
     async def _send(self, message: m.Message, rid: bytes, **header: int) -> None:
         assert self._sock is not None, "use `async with TwinClient(...)`"
         encoded = encode(message, rid=rid, limits=self._limits, **header)
+        if self._capture is not None:
+            self._capture.append(message, rid)  # plain msgpack: before lz4 and before CURVE encrypts it
         await self._sock.send_multipart(encoded.frames)
         if self._on_bytes is not None:
             self._on_bytes("out", message, rid, encoded)

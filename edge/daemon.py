@@ -36,6 +36,7 @@ from edge.state_store import StateStore
 from edge.trainer import Trainer
 from edge.uplink import Uplink
 from shared.bwlog import BandwidthLog
+from shared.capture import PayloadCapture
 from shared.config import EdgeConfig, load_config
 from shared.config.edge import SimulatorSource
 from shared.db import Database
@@ -161,8 +162,12 @@ class EdgeDaemon:
         accounting = EdgeAccounting(cfg.device.twin_id, self.meter, bwlog, self.registry, self.budget)
         keys = ClientKeys.from_files(cfg.gateway.server_public_key, cfg.gateway.client_secret_key)
         self.kernel = accounting.kernel
+        capture = PayloadCapture(cfg.log.payload_capture) if cfg.log.payload_capture is not None else None
+        if capture is not None:
+            stack.callback(capture.close)
+            log.warning("capturing every payload sent to %s (log.payload_capture)", capture.path)
         client = await stack.enter_async_context(
-            TwinClient(cfg.gateway.endpoint, keys, on_bytes=accounting, connections=accounting.kernel)
+            TwinClient(cfg.gateway.endpoint, keys, on_bytes=accounting, connections=accounting.kernel, capture=capture)
         )
         hello = m.Hello(cfg.device.twin_id, SOFTWARE, cfg.device.profile, "", len(static))
         twin = cfg.device.twin_id

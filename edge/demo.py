@@ -6,7 +6,9 @@ accelerated clock and each runs its first fine-tuning round on its static facts 
 per home, LoRA on the real model, uploaded to the gateway through the outbox). Then each twin is
 asked about its current state, about static facts that no prompt carries (only its adapter knows
 them), one inter-twin question is asked, and a bandwidth summary is printed from the homes'
-bandwidth logs. Everything lives under one work folder; processes are stopped on exit.
+bandwidth logs. Everything lives under one work folder; processes are stopped on exit. The homes capture
+every payload they send (``[log] payload_capture``) so ``python -m benchmarks.chaos.leaks <work>`` can
+show afterwards that none of the owners' secrets left a home.
 """
 
 from __future__ import annotations
@@ -158,6 +160,8 @@ max_time_s = {opts.finetune_s}
 memory_cap_mb = 3072
 eval_threshold = 0.0
 static_change_threshold = 0.5
+[log]
+payload_capture = "{work / (home + "-data") / "payloads.cap"}"
 """)
     return path
 

@@ -26,7 +26,7 @@ from gateway.engine.generator import GenerationRequest, GenerationResult, Genera
 from gateway.residency import AdapterKey, Residency
 from gateway.schedule import round_robin, should_launch
 from shared.adapters import LoadedAdapter
-from shared.errors import AdapterUnavailable, DeadlineExceeded, TwinError
+from shared.errors import AdapterSlotsBusy, DeadlineExceeded, TwinError
 from shared.metrics import Histogram
 
 log = logging.getLogger(__name__)
@@ -164,10 +164,10 @@ class Batcher:
                 continue
             try:
                 job.slot = self._residency.acquire(job.adapter, job.loader)
-            except AdapterUnavailable:
+            except AdapterSlotsBusy:
                 out.waiting.append(job)  # every slot busy: retry when rows finish
                 continue
-            except TwinError as exc:
+            except TwinError as exc:  # the adapter cannot be loaded (e.g. damaged on disk): fail, never requeue
                 out.failed.append((job, exc))
                 continue
             job.request = _with_slot(job.request, job.slot)

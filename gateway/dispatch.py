@@ -201,7 +201,11 @@ class Dispatcher:
             outcome = Outcome(_error(InternalError("internal error")), cache=False)
         stored = StoredReply(outcome.reply.TAG, pack_body(outcome.reply)) if outcome.cache else None
         if stored is not None:
-            await self._db.run(ReplyStore.put, tenant, env.rid, stored, int(self._clock() * 1000))
+            try:
+                await self._db.run(ReplyStore.put, tenant, env.rid, stored, int(self._clock() * 1000))
+            except WireError as exc:  # disk full: an outcome we cannot keep is not sent as final
+                log.warning("reply to %s of %s not stored (%s): answered %s", env.rid.hex(), tenant, exc, exc.code)
+                outcome, stored = Outcome(_error(exc), cache=False), None
         peer = self._idem.peer(tenant, env.rid)
         self._idem.finish(tenant, env.rid, stored)
         if peer:

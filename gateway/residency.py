@@ -9,7 +9,7 @@ a running row reads it on every decode step.
 Eviction takes the least recently used slot that is unreferenced and whose twin is not pinned by the
 operator (latency-critical twins stay resident). Evicting writes nothing: the incoming adapter
 overwrites the slot in place. If every slot is referenced or pinned, ``acquire`` raises
-AdapterUnavailable and the batcher keeps the request queued until rows finish.
+AdapterSlotsBusy and the batcher keeps the request queued until rows finish.
 
 Keys are (twin, version): a newly committed v2 loads into its own slot while rows still running on v1
 keep theirs; v1 then ages out, or :meth:`Residency.evict` drops it as soon as its last row releases.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from shared.adapters import LoadedAdapter
-from shared.errors import AdapterUnavailable, ModelError
+from shared.errors import AdapterSlotsBusy, ModelError
 
 
 class SlotBank(Protocol):
@@ -89,8 +89,9 @@ class Residency:
     def acquire(self, key: AdapterKey, loader: Callable[[], LoadedAdapter]) -> int:
         """The slot holding ``key``'s adapter, loaded on a miss; the caller must :meth:`release` it.
 
-        Raises AdapterUnavailable if every slot is in use or pinned, and whatever ``loader`` raises
-        (AdapterError) with only the miss counted: a failed read never costs another adapter its slot.
+        Raises AdapterSlotsBusy (an AdapterUnavailable) if every slot is in use or pinned, and whatever
+        ``loader`` raises (AdapterError) with only the miss counted: a failed read never costs another
+        adapter its slot.
         """
         slot = self._lru.get(key)
         if slot is not None:
@@ -166,7 +167,7 @@ class Residency:
         for key, slot in self._lru.items():
             if self._refs[slot] == 0 and key.twin_id not in self._pinned:
                 return key
-        raise AdapterUnavailable("all adapter slots busy", retry_after_ms=self._busy_retry_ms)
+        raise AdapterSlotsBusy("all adapter slots busy", retry_after_ms=self._busy_retry_ms)
 
     def _drop(self, key: AdapterKey) -> None:
         slot = self._lru.pop(key)

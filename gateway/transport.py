@@ -32,6 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 from gateway.auth import TenantTable
 from shared.config.gateway import ServerSection
 from shared.kernel_accounting import KernelAccounting
+from shared.metering import CURVE_MESSAGE_OVERHEAD
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ class RouterTransport:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.sndhwm = self._server.sndhwm
         sock.rcvhwm = self._server.rcvhwm
-        sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame)
+        # libzmq checks MAXMSGSIZE against the CURVE MESSAGE command, i.e. the part plus its 33 bytes of
+        # box: without them a part of max_frame_bytes - 32 .. max_frame_bytes would cost the client its
+        # connection (and a device that resends it, every reconnect) instead of a 413
+        sock.setsockopt(zmq.MAXMSGSIZE, self._max_frame + CURVE_MESSAGE_OVERHEAD)
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
         if self.kernel is not None:  # only when someone reads it: an unread monitor fills up

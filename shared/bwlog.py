@@ -37,6 +37,8 @@ from typing import Literal
 
 from shared.tcpinfo import TcpCounters
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 KERNEL_TYPE = "tcp_info"
 Side = Literal["edge", "gateway"]
@@ -48,9 +50,7 @@ class BandwidthLog:
         self.path = path
         self.side = side
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        handler = logging.handlers.RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
+        handler = _Handler(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._listener = logging.handlers.QueueListener(self._queue, handler)
         self._handler = handler
@@ -65,7 +65,15 @@ class BandwidthLog:
         if self._started:
             self._listener.stop()
             self._started = False
-        self._handler.close()
+        try:
+            self._handler.close()
+        except OSError as exc:  # the last flush on a full disk: those records are lost, the process is not
+            log.warning("bandwidth log %s: closing failed: %s", self.path, exc)
+
+    @property
+    def dropped(self) -> int:
+        """Records that could not be written (disk full, file removed) since the log started."""
+        return self._handler.dropped
 
     def message(
         self,
@@ -134,3 +142,25 @@ class BandwidthLog:
         record.update(fields)
         line = json.dumps(record, separators=(",", ":"), sort_keys=False)
         self._queue.put(logging.makeLogRecord({"msg": line, "levelno": logging.INFO}))
+
+
+class _Handler(logging.handlers.RotatingFileHandler):
+    """A rotating file handler that counts records it could not write and says so once per outage,
+    instead of logging's default of a traceback on stderr for every record (a full disk would turn
+    each message into a traceback)."""
+
+    dropped = 0
+    _failing = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        before = self.dropped
+        super().emit(record)
+        if self._failing and self.dropped == before:
+            self._failing = False
+            log.warning("bandwidth log %s: writing again (%d records dropped so far)", self.baseFilename, self.dropped)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.dropped += 1
+        if not self._failing:
+            self._failing = True
+            log.warning("bandwidth log %s: cannot write, records are dropped until it can", self.baseFilename)

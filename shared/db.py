@@ -9,18 +9,21 @@ NORMAL (durable across a process crash; an OS crash may lose the last transactio
 from __future__ import annotations
 
 import asyncio
+import errno
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from shared.errors import InternalError
+from shared.errors import InternalError, StorageFull
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 SCHEMA_VERSION = 1
+FULL_RETRY_MS = 5_000  # how long a client waits before retrying a request refused for a full disk
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -51,17 +54,31 @@ class Database:
         await asyncio.get_running_loop().run_in_executor(self._executor, _open)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
+        """``fn(conn, *args)`` on the database thread. A full disk (SQLite or a file ``fn`` writes)
+        surfaces as :class:`StorageFull`, the one error callers can answer with a stable code."""
         conn = self._conn
         if conn is None:
             raise InternalError("database is not open")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(conn, *args))
+        try:
+            return await loop.run_in_executor(self._executor, lambda: fn(conn, *args))
+        except (sqlite3.OperationalError, OSError) as exc:
+            if not disk_full(exc):
+                raise
+            raise StorageFull("storage full", retry_after_ms=FULL_RETRY_MS) from exc
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=True)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or quota) is full."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS
 
 
 def transaction(conn: sqlite3.Connection) -> _Transaction:
@@ -78,4 +95,14 @@ class _Transaction:
         return self._conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is not None:
+            self._conn.execute("ROLLBACK")
+            return
+        try:
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            # a COMMIT that fails (disk full) may leave the transaction open; without this ROLLBACK
+            # every later BEGIN on the connection fails, even once space is back
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise

@@ -36,6 +36,8 @@ Every failure the system reports to a user or a peer is one of these classes. Lo
         ├── RateLimited       429   token bucket / queue / in-flight cap (retry_after_ms)
         ├── InternalError     500   our bug; never carries input bytes
         ├── AdapterUnavailable 503  the twin has no servable adapter right now
+        │   └── AdapterSlotsBusy          every bank slot is in use (the batcher keeps the request queued)
+        ├── StorageFull       503   the gateway's disk is full: nothing was stored, retry later
         └── DeadlineExceeded  504   the request's deadline passed before completion
 
 Wire errors carry ``status`` (HTTP-like number) and ``code`` (a stable snake_case string, the
@@ -235,6 +237,21 @@ class InternalError(WireError):
 class AdapterUnavailable(WireError):
     status = 503
     code = "adapter_unavailable"
+
+
+class AdapterSlotsBusy(AdapterUnavailable):
+    """Every adapter slot is referenced or pinned. Transient: the batcher requeues the request, so this
+    is told apart from an adapter that cannot be loaded at all (which fails the request at once)."""
+
+    code = "adapter_slots_busy"
+
+
+class StorageFull(WireError):
+    """The disk under the data dir is full (SQLite SQLITE_FULL, ENOSPC/EDQUOT on a file write). Nothing
+    of the request was kept; the same rid may be retried once space frees (``retry_after_ms``)."""
+
+    status = 503
+    code = "storage_full"
 
 
 class DeadlineExceeded(WireError):

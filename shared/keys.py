@@ -22,7 +22,9 @@ import zmq.auth
 
 from shared.errors import ConfigError
 
-TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# no dots: "." separates a tenant's sub-twins ("home1.kitchen", see owns), so a tenant named "home1.x"
+# would be speakable-for by tenant "home1"
+TENANT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)

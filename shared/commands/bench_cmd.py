@@ -50,6 +50,13 @@ def register(sub: Any) -> None:
         "--baselines-out", type=Path, help="also write the curves alone, for `llmtwin bandwidth --baselines`"
     )
     bandwidth.set_defaults(handler=_bandwidth)
+    chaos = names.add_parser(
+        "chaos", help="hostile input, auth, faults, load and leak scans against real processes, with counts"
+    )
+    chaos.add_argument("--parts", default="", help="comma-separated subset: hostile,auth,faults,load,leaks")
+    chaos.add_argument("--cache-dir", type=Path, help="model cache (the tiny model is prepared there if missing)")
+    chaos.add_argument("--out", type=Path, required=True, help="results file (JSON)")
+    chaos.set_defaults(handler=_chaos)
 
 
 def _engine(args: argparse.Namespace) -> int:
@@ -134,3 +141,17 @@ def _bandwidth(args: argparse.Namespace) -> int:
     )
     print(json.dumps({k: v for k, v in result.items() if k not in ("per_home", "series", "method")}, indent=2))
     return 0
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from benchmarks.chaos import run
+
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()] or list(run.PARTS)
+    unknown = run.check_parts(parts)
+    if unknown:
+        print(f"--parts: unknown {', '.join(unknown)} (known: {', '.join(run.PARTS)})")
+        return 2
+    result = run.run(args.out, parts=parts, cache_dir=args.cache_dir)
+    print(json.dumps({k: v for k, v in result.items() if k != "details"}, indent=2))
+    return 0 if result["targets_met"] else 1
+

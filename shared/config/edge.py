@@ -168,6 +168,9 @@ class AdminSection:
 @dataclass(frozen=True, slots=True)
 class LogSection:
     bandwidth_log: Path | None = None  # default: <device.data_dir>/bandwidth.jsonl
+    # opt-in, for audits (leak scans): every payload sent, plain, before compression and encryption
+    # (format: shared.capture). Unset (the default): nothing is captured.
+    payload_capture: Path | None = None
     max_bytes: Annotated[int, Range(4096, 1 << 40)] = 10_000_000
     backups: Annotated[int, Range(0, 1000)] = 5
 
