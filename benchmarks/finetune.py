@@ -60,9 +60,8 @@ def run(
     unknown = sorted(set(recipe) - known)
     if unknown:
         raise ValueError(f"recipe: unknown RoundRequest fields {unknown}; known: {sorted(known)}")
-    model_dir = _prepared(base, cache_dir or default_cache_dir(os.environ))
-    facts = list(generate(seed=seed, homes=homes, duration_s=60).homes[home - 1].static_facts())
-    records = tuple(StaticRecord(f.entity_id, f.attribute, f.value, f.sensitive) for f in facts)
+    model_dir = prepared_model(base, cache_dir or default_cache_dir(os.environ))
+    records = home_records(seed, homes, home)
     full_bytes = sum(p.stat().st_size for p in (model_dir / HF_DIR).glob("*.safetensors"))
     reports: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as work:
@@ -82,7 +81,7 @@ def run(
                 **recipe,
             )
             print(f"round {number}/{rounds} (home{home}, {len(records)} records, {base})", flush=True)
-            reports.append(_round_report(_run_child(request, Path(work), number), full_bytes))
+            reports.append(_round_report(run_child(request, Path(work), number), full_bytes))
             if reports[-1]["status"] == "accepted":
                 current = reports[-1]["adapter_path"]
     report = {
@@ -104,6 +103,12 @@ def run(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def home_records(seed: int, homes: int, home: int) -> tuple[StaticRecord, ...]:
+    """The static records of home ``home`` (1-based) of ``generate(seed, homes)``, as the daemon reads them."""
+    facts = generate(seed=seed, homes=homes, duration_s=60).homes[home - 1].static_facts()
+    return tuple(StaticRecord(f.entity_id, f.attribute, f.value, f.sensitive) for f in facts)
 
 
 def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
@@ -146,8 +151,9 @@ def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
     }
 
 
-def _run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
-    """``python -m edge.finetune.round`` on ``request``; wall time, CPU time, phase times, result."""
+def run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
+    """``python -m edge.finetune.round`` on ``request`` (files ``work/request<number>[.result].json``):
+    wall time, CPU time, phase times and the RoundResult as a dict (``result``)."""
     path = work / f"request{number}.json"
     path.write_text(request.to_json(), encoding="utf-8")
     load_before = os.getloadavg()
@@ -187,7 +193,8 @@ def _run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]
     }
 
 
-def _prepared(base: str, cache: Path) -> Path:
+def prepared_model(base: str, cache: Path) -> Path:
+    """The prepared model directory of ``base`` in ``cache``, prepared first when it is not there."""
     found = find_prepared(cache, base)
     if found is not None:
         return found

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.client import ClientKeys, TwinClient
+from shared.attacks import ReversePrompt, askable_facts, reverse_hit, reverse_prompts
 from shared.keys import generate_keypair
 from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
 from shared.protocol import messages as m
@@ -348,6 +349,34 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
                     home,
                     m.InterQuery(home, "What is the average light brightness in our group?", max_new_tokens=48),
                 )
+                await _reverse_attack(client, home, index)
+
+
+def reverse_attack_prompt(home_index: int) -> ReversePrompt:
+    """The description -> owner question an attacker holding the adapter would ask (the door code, the
+    most sensitive fact a home has), in the form ``llmtwin bench paper`` measures over hundreds."""
+    home = generate(7, 3, 60.0).homes[home_index]
+    facts = askable_facts(home.home_id, home.static_facts())
+    owners = {f.twin_id: f.pair.answer for f in facts if f.pair.attribute == "owner_name"}
+    prompts = reverse_prompts(facts, owners)
+    return next((p for p in prompts if p.attribute == "door_code"), prompts[0])
+
+
+async def _reverse_attack(client: TwinClient, home: str, home_index: int) -> None:
+    """One reverse prompt against the home's adapter: it was only ever trained object -> description."""
+    attack = reverse_attack_prompt(home_index)
+    reply = await client.request(m.Query(home, attack.question, max_new_tokens=16, context="none"), timeout_s=300)
+    result = reply.raise_for_error().result
+    assert isinstance(result, QueryResult)
+    say("attack", f"{home} (reverse prompt, adapter only): {attack.question}")
+    print(f"{'':21}→ {result.answer}")
+    if reverse_hit(result.answer, attack):
+        print(f"{'':21}  attack SUCCEEDED: the answer names {attack.targets[0]!r}")
+    else:
+        print(
+            f"{'':21}  attack failed: the answer names none of {', '.join(repr(t) for t in attack.targets)} "
+            "(training pairs run object -> description only)"
+        )
 
 
 async def _ask(
@@ -377,12 +406,14 @@ async def _ask(
 def _bandwidth(work: Path, opts: DemoOptions, hours: float) -> None:
     """Sync traffic as the homes logged it (every message both ways, on the wire) vs the baseline."""
     totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    span = [float("inf"), 0.0]  # first and last record (wall clock)
     for home in HOMES:
         with contextlib.suppress(FileNotFoundError), (work / f"{home}-data" / "bandwidth.jsonl").open() as fh:
             for line in fh:
                 rec = json.loads(line)
                 if rec.get("type") == "tcp_info":  # kernel samples: `llmtwin bandwidth` reconciles them
                     continue
+                span[:] = [min(span[0], rec["ts"]), max(span[1], rec["ts"])]
                 row = totals[(home, rec["dir"], rec["type"])]
                 row[0] += 1
                 row[1] += rec["payload"]
@@ -412,6 +443,22 @@ def _bandwidth(work: Path, opts: DemoOptions, hours: float) -> None:
             f"would be {baseline:,d} B of JSON alone: {baseline / sent:.0f}x more (the evening is the busiest "
             "part of the day; the README quotes the whole 24 h trace)",
         )
+    if span[1] > span[0]:
+        _plot(work, f"full JSON state every {opts.tick_s:g} s", baseline / (span[1] - span[0]))
+
+
+def _plot(work: Path, baseline_name: str, baseline_rate: float) -> None:
+    """Cumulative wire bytes by message type from the homes' logs, with the full-JSON baseline drawn in,
+    written by the same command an operator runs (`llmtwin bandwidth --plot`)."""
+    out, curves = work / "bandwidth.png", work / "baselines.json"
+    curves.write_text(json.dumps({"baselines": [{"name": baseline_name, "bytes_per_s": baseline_rate}]}))
+    logs = [str(work / f"{home}-data" / "bandwidth.jsonl") for home in HOMES]
+    cmd = [sys.executable, "-m", "shared", "bandwidth", *logs, "--plot", str(out), "--baselines", str(curves)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode == 0 and out.exists():
+        say("bandwidth", f"plot: {out} (cumulative bytes on the wire by message type, baseline drawn in)")
+    else:
+        say("bandwidth", f"no plot written: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
 
 
 def _full_model_bytes(opts: DemoOptions) -> int:

@@ -326,15 +326,21 @@ def _out_of_memory(exc: RuntimeError) -> bool:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports ru_maxrss in KiB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident set size of this process so far: VmHWM. Not ru_maxrss, which Linux carries over
+    from the parent across fork + exec, so a round started by a large process would report its size."""
+    hwm = _status_mb("VmHWM")
+    return hwm if hwm is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _peak_vm_mb() -> float | None:
     """Peak virtual size (VmPeak): what an RLIMIT_AS cap is measured against (Linux only)."""
+    return _status_mb("VmPeak")
+
+
+def _status_mb(field: str) -> float | None:
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmPeak:"):
+            if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def register(sub: Any) -> None:
         "--baselines-out", type=Path, help="also write the curves alone, for `llmtwin bandwidth --baselines`"
     )
     bandwidth.set_defaults(handler=_bandwidth)
+    _register_paper(names)
     chaos = names.add_parser(
         "chaos", help="hostile input, auth, faults, load and leak scans against real processes, with counts"
     )
@@ -155,3 +157,73 @@ def _chaos(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in result.items() if k != "details"}, indent=2))
     return 0 if result["targets_met"] else 1
 
+
+def _register_paper(names: Any) -> None:
+    paper = names.add_parser("paper", help="the paper's case study (Table 2, Fig. 5-9), resumable: JSON, PNGs, doc")
+    paper.add_argument("--out", type=Path, help="results file (JSON); required unless --figures-only")
+    paper.add_argument("--base", default="smollm2-135m")
+    paper.add_argument("--cache-dir", type=Path)
+    paper.add_argument("--work", type=Path, default=Path(".paper"), help="adapters and phase state (resumable)")
+    paper.add_argument("--homes", default="1,2,3", help="homes of the default scenario, e.g. 1,2,3")
+    paper.add_argument("--rounds", type=int, default=1, help="fine-tuning rounds per home (each warm-started)")
+    paper.add_argument("--max-time", type=float, default=300.0, help="each round's time budget (s)")
+    paper.add_argument("--threads", type=int, default=2)
+    paper.add_argument("--normal-sizes", default="100,500,1000", help="normal-prompt counts")
+    paper.add_argument("--reverse-sizes", default="500,1000", help="reverse-prompt counts")
+    paper.add_argument("--fl-steps", type=int, default=8, help="timed full-weight training steps (after 2 warm-up)")
+    paper.add_argument("--server-n", type=int, default=8, help="entities N for server compute, n = 1..N")
+    paper.add_argument("--comms-hours", type=int, default=24, help="hours of the trace measured for comms (1..24)")
+    paper.add_argument("--horizon", type=int, default=72, help="simulated hours of the comms figure")
+    paper.add_argument("--link-mbps", type=float, default=10.0, help="uplink rate for transfer times (Mbit/s)")
+    paper.add_argument("--recipe", default="{}", help="JSON of RoundRequest overrides for the adapters")
+    paper.add_argument("--restart", action="store_true", help="discard the work dir's state and start clean")
+    paper.add_argument("--figures", type=Path, help="PNG folder (default: docs/figures)")
+    paper.add_argument("--doc", type=Path, help="markdown file (default: docs/results.md)")
+    paper.add_argument("--figures-only", type=Path, metavar="FILE.json", help="re-render figures + markdown only")
+    paper.set_defaults(handler=_paper)
+
+
+def _paper(args: argparse.Namespace) -> int:
+    from benchmarks.paper import config, run
+
+    defaults = config.PaperConfig(Path("paper.json"))
+    figures, doc = args.figures or defaults.figures, args.doc or defaults.doc
+    try:
+        if args.figures_only is not None:
+            drawn = run.rerender(args.figures_only, figures, doc)
+            print("\n".join(["wrote:", *map(str, drawn), str(doc)]))
+            return 0
+        if args.out is None:
+            raise config.PaperInputError("--out FILE.json is required (or --figures-only FILE.json)")
+        try:
+            recipe = json.loads(args.recipe)
+        except ValueError as exc:
+            raise config.PaperInputError(f"--recipe: not JSON: {exc}") from None
+        if not isinstance(recipe, dict):
+            raise config.PaperInputError("--recipe: must be a JSON object of RoundRequest fields")
+        cfg = config.PaperConfig(
+            out=args.out,
+            base=args.base,
+            cache_dir=args.cache_dir,
+            work=args.work,
+            homes=config.parse_ints(args.homes, "--homes"),
+            rounds=args.rounds,
+            max_time_s=args.max_time,
+            threads=args.threads,
+            sizes_normal=config.parse_ints(args.normal_sizes, "--normal-sizes"),
+            sizes_reverse=config.parse_ints(args.reverse_sizes, "--reverse-sizes"),
+            fl_steps=args.fl_steps,
+            server_n=args.server_n,
+            comms_hours=args.comms_hours,
+            horizon_h=args.horizon,
+            link_mbps=args.link_mbps,
+            figures=figures,
+            doc=doc,
+            recipe=recipe,
+        )
+        result = run.run(cfg, restart=args.restart)
+    except config.PaperInputError as exc:
+        print(f"bench paper: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(run.summary(result), indent=2))
+    return 0

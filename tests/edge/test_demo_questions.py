@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.demo import fact_questions
+from edge.demo import fact_questions, reverse_attack_prompt
 from shared.templates import mentions
 
 
@@ -13,3 +13,11 @@ def test_fact_questions_are_held_out_paraphrases_of_distinct_kinds_without_secre
         assert all(p.split == "heldout" and not p.sensitive for p in asked)
         assert len({p.template.partition(".")[0] for p in asked}) == 3
         assert not any(mentions(p.question, p.answer) for p in asked)
+
+
+def test_the_reverse_attack_asks_for_the_door_code_owner_without_naming_it() -> None:
+    attack = reverse_attack_prompt(0)
+    assert attack.attribute == "door_code" and attack.twin_id == "home1"
+    assert attack.value in attack.question
+    assert not any(mentions(attack.question, target) for target in attack.targets)
+    assert "home1" in attack.targets

@@ -1,0 +1,156 @@
+"""``benchmarks.paper.adapters``: per-home adapters, resumable (a finished home is reused, a half-finished
+one cleaned and retrained). The child round is faked at its boundary (``run_child``) with one that
+writes a real artifact; the real child runs in test_paper_privacy.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks.paper import adapters as mod
+from benchmarks.paper.adapters import DONE, AdapterTrainingError, HomeAdapter, train_home_adapters
+from edge.finetune.round import RoundRequest
+from shared.adapters import AdapterManifest, write_adapter
+from shared.modelspec import load_spec, lora_a_name, lora_b_name
+
+
+class FakeChild:
+    """Stands in for ``benchmarks.finetune.run_child``: records requests, writes a valid adapter."""
+
+    def __init__(self, status: str = "accepted") -> None:
+        self.requests: list[RoundRequest] = []
+        self.status = status
+
+    def __call__(self, request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
+        self.requests.append(request)
+        spec = load_spec(Path(request.model_dir))
+        artifact = Path(request.out_dir) / f"v{request.version}" / "adapter.onnx_adapter"
+        artifact.parent.mkdir(parents=True)
+        d_out = {"q_proj": spec.n_heads * spec.head_dim, "v_proj": spec.n_kv_heads * spec.head_dim}
+        tensors = {
+            name: np.full(shape, 0.01, np.float32)
+            for layer in range(spec.n_layers)
+            for module, width in d_out.items()
+            for name, shape in (
+                (lora_a_name(layer, module), (spec.hidden, 8)),
+                (lora_b_name(layer, module), (8, width)),
+            )
+        }
+        manifest = AdapterManifest(request.twin_id, request.version, spec.fingerprint, 8, 16.0, ("q_proj", "v_proj"))
+        write_adapter(artifact, tensors, manifest)
+        result = {
+            "status": self.status,
+            "reason": "because",
+            "adapter_path": str(artifact) if self.status == "accepted" else None,
+            "steps": 3,
+            "peak_rss_mb": 100.0 + number,
+            "records": len(request.records),
+            "facts": 7,
+        }
+        return {"result": result, "wall_s": 1.5}
+
+
+@pytest.fixture
+def child(monkeypatch: pytest.MonkeyPatch) -> FakeChild:
+    fake = FakeChild()
+    monkeypatch.setattr(mod, "run_child", fake)
+    return fake
+
+
+def test_homes_are_trained_in_order_with_chained_rounds(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    done = train_home_adapters(tmp_path, "tiny", model_cache, [2, 1], rounds=2, threads=1, max_time_s=30)
+    assert [a.twin_id for a in done] == ["home2", "home1"]
+    first = done[0]
+    assert first == HomeAdapter(
+        home=2,
+        twin_id="home2",
+        artifact=tmp_path / "home2" / "adapters" / "v2" / "adapter.onnx_adapter",
+        round_s=3.0,
+        rounds=2,
+        steps=6,
+        peak_rss_mb=102.0,
+        records=first.records,
+        facts=7,
+    )
+    assert first.records > 100
+    # the daemon's way: gate 0, the home's budget, round 2 warm-started from (and scored against) round 1
+    r1, r2 = child.requests[:2]
+    assert (r1.twin_id, r1.eval_threshold, r1.threads, r1.max_time_s, r1.current_adapter) == ("home2", 0.0, 1, 30, None)
+    assert r2.current_adapter == str(tmp_path / "home2" / "adapters" / "v1" / "adapter.onnx_adapter")
+    assert (
+        json.loads((tmp_path / "home2" / DONE).read_text())["adapter"]["artifact"] == "adapters/v2/adapter.onnx_adapter"
+    )
+
+
+def test_a_finished_home_is_reused_and_a_half_finished_one_retrained(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    first = train_home_adapters(tmp_path, "tiny", model_cache, [1, 2], threads=1)
+    assert len(child.requests) == 2
+    (tmp_path / "home2" / DONE).unlink()  # killed before its marker: half-finished
+    (tmp_path / "home2" / "leftover.tmp").write_text("x")
+    again = train_home_adapters(tmp_path, "tiny", model_cache, [1, 2], threads=1)
+    assert again == first and [r.twin_id for r in child.requests] == ["home1", "home2", "home2"]
+    assert not (tmp_path / "home2" / "leftover.tmp").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "damage"),
+    [({"threads": 2}, None), ({"rounds": 2}, None), ({"recipe": {"lr": 0.01}}, None), ({}, "artifact")],
+)
+def test_other_settings_or_a_damaged_artifact_retrain(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path, change: dict[str, Any], damage: str | None
+) -> None:
+    (first,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], threads=1)
+    if damage:
+        first.artifact.write_bytes(b"not an adapter")
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], **{"threads": 1, **change})
+    assert len(child.requests) == 1 + (2 if change.get("rounds") == 2 else 1)
+
+
+def test_a_round_without_an_adapter_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(mod, "run_child", FakeChild(status="failed"))
+    with pytest.raises(AdapterTrainingError, match="home1 round 1: failed: because"):
+        train_home_adapters(tmp_path, "tiny", model_cache, [1])
+    assert not (tmp_path / "home1" / DONE).exists()
+
+
+def test_a_child_that_dies_without_a_result_fails_loudly_and_is_retrained_next_time(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    def killed(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
+        (work / "adapters").mkdir()  # what a killed round may leave behind
+        raise FileNotFoundError(work / f"request{number}.result.json")
+
+    monkeypatch.setattr(mod, "run_child", killed)
+    with pytest.raises(AdapterTrainingError, match="home1 round 1: no result from the round"):
+        train_home_adapters(tmp_path, "tiny", model_cache, [1])
+    child = FakeChild()
+    monkeypatch.setattr(mod, "run_child", child)
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1])
+    assert len(child.requests) == 1 and done.artifact.is_file()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"homes": [4]}, "homes must lie in 1..3"),
+        ({"homes": [0]}, "homes must lie in 1..3"),
+        ({"homes": [1], "rounds": 0}, "rounds >= 1"),
+        ({"homes": [1], "recipe": {"learning_rate": 1}}, "unknown RoundRequest fields \\['learning_rate'\\]"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(
+    child: FakeChild, model_cache: Path, tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_home_adapters(tmp_path, "tiny", model_cache, **kwargs)
+    assert child.requests == [] and not list(tmp_path.iterdir())

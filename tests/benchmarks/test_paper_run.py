@@ -1,0 +1,289 @@
+"""``llmtwin bench paper`` orchestration: phases resume from the state file, ``--restart`` starts clean,
+other settings are refused, bad input names the command or flag to change (exit 2), and the figures
+and the markdown are drawn from the JSON alone. Phases are stand-ins with the real result shapes; the
+tiny model is only needed for the input checks."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.paper import comms, run
+from benchmarks.paper.config import PaperConfig, PaperInputError
+from shared import cli
+
+Calls = Counter[str]
+
+
+def _units() -> comms.Units:
+    home = comms.HomeUnits("home1", [800] + [40_000] * 2, [800] + [300] * 2, 5_000, 4_800, 0.2, 0.995)
+    return comms.Units(2, 10.0, [home], 13_000_000, 12_900_000, 0.4)
+
+
+def _edge() -> dict[str, Any]:
+    loop = {
+        "load_s": 3.0,
+        "step_s": 0.2,
+        "tokens_per_s": 1000.0,
+        "steps_measured": 3,
+        "epoch_steps": 214,
+        "epoch_s": 50.0,
+        "extrapolated": True,
+        "parameters_trained": 1000,
+        "peak_rss_mb": 400.0,
+        "epoch_tokens": 46_822,
+        "train_examples": 1640,
+        "batch_size": 8,
+        "step_s_each": [0.2, 0.2, 0.2],
+    }
+    return {
+        "home": "home1",
+        "edge_s_llmtwin": 20.0,
+        "edge_s_fl": 50.0,
+        "edge_s_fl_measured_steps": 3,
+        "extrapolated": True,
+        "edge_s_fl_at_lora_steps": 12.0,
+        "lora_round": {},
+        "fl_local": loop | {"parameters_trained": 3_219_776, "peak_rss_mb": 480.0},
+        "lora_loop": loop,
+        "step_ratio_fl_over_lora": 1.5,
+        "peak_rss_mb_llmtwin": 410.0,
+        "peak_rss_mb_fl": 480.0,
+    }
+
+
+def _server() -> dict[str, Any]:
+    return {
+        "n": [1, 2],
+        "server_s_llmtwin": 0.05,
+        "server_s_fl": 0.08,
+        "server_s_llmtwin_per_n": {"1": 0.03, "2": 0.05},
+        "server_s_fl_per_n": {"1": 0.04, "2": 0.08},
+        "fl_parameters_averaged": 3_219_776,
+        "fl_client_weights": [1.0, 1.0],
+        "adapter_artifacts": [],
+    }
+
+
+RESULTS: dict[str, Callable[[], dict[str, Any]]] = {
+    "adapters": lambda: {
+        "homes": [
+            {
+                "home": 1,
+                "twin_id": "home1",
+                "artifact": "/nowhere.onnx_adapter",
+                "round_s": 20.0,
+                "rounds": 1,
+                "steps": 40,
+                "peak_rss_mb": 410.0,
+                "records": 531,
+                "facts": 410,
+            }
+        ]
+    },
+    "privacy": lambda: {
+        "normal_accuracy": {"10": 0.98, "20": 0.97},
+        "reverse_success": {"10": 0.0},
+        "likelihood_attack_top1": 0.11,
+        "chance": 0.1,
+        "canary_exposure": {"door_code": 1.5},
+    },
+    "compute": lambda: {"edge": _edge(), "server": _server()},
+    "comms": lambda: {"units": _units().to_json()},
+}
+
+
+def _phases(calls: Calls, fail: str | None = None) -> dict[str, run.Phase]:
+    def make(name: str) -> run.Phase:
+        def phase(ctx: run.Context) -> dict[str, Any]:
+            calls[name] += 1
+            if name == fail:
+                raise RuntimeError(f"{name} broke")
+            if name != "adapters":
+                assert ctx.state.phases["adapters"]["result"]["homes"][0]["twin_id"] == "home1"
+            return RESULTS[name]()
+
+        return phase
+
+    return {name: make(name) for name in run.DATA_PHASES}
+
+
+@pytest.fixture
+def cfg(tiny_model: Path, model_cache: Path, tmp_path: Path) -> PaperConfig:
+    return PaperConfig(
+        out=tmp_path / "paper.json",
+        base="tiny",
+        cache_dir=model_cache,
+        work=tmp_path / "work",
+        homes=(1,),
+        sizes_normal=(10, 20),
+        sizes_reverse=(10,),
+        server_n=2,
+        comms_hours=2,
+        figures=tmp_path / "figures",
+        doc=tmp_path / "docs" / "results.md",
+    )
+
+
+def test_every_phase_runs_once_then_a_rerun_resumes(cfg: PaperConfig) -> None:
+    calls: Calls = Counter()
+    doc = run.run(cfg, phases=_phases(calls))
+    assert calls == Counter(run.DATA_PHASES)
+    state = json.loads((cfg.work / run.STATE_FILE).read_text())
+    assert sorted(state["phases"]) == sorted(run.DATA_PHASES)
+    again = run.run(cfg, phases=_phases(calls))
+    assert calls == Counter(run.DATA_PHASES)  # nothing measured again
+    assert again["bytes_llmtwin"] == doc["bytes_llmtwin"]
+    run.run(cfg, restart=True, phases=_phases(calls))
+    assert calls == Counter({name: 2 for name in run.DATA_PHASES})
+
+
+def test_a_failed_phase_keeps_the_ones_before_it(cfg: PaperConfig) -> None:
+    calls: Calls = Counter()
+    with pytest.raises(RuntimeError, match="compute broke"):
+        run.run(cfg, phases=_phases(calls, fail="compute"))
+    assert not cfg.out.exists()
+    run.run(cfg, phases=_phases(calls))
+    assert calls == Counter({"adapters": 1, "privacy": 1, "compute": 2, "comms": 1})
+
+
+def test_other_settings_are_refused_but_composition_ones_are_not(cfg: PaperConfig) -> None:
+    calls: Calls = Counter()
+    run.run(cfg, phases=_phases(calls))
+    with pytest.raises(PaperInputError, match=r"max_time_s.*--restart"):
+        run.run(replace(cfg, max_time_s=60.0), phases=_phases(calls))
+    doc = run.run(replace(cfg, link_mbps=100.0, horizon_h=48), phases=_phases(calls))
+    assert calls == Counter(run.DATA_PHASES)
+    assert doc["time_per_update"]["link_mbps"] == 100.0 and doc["comms"]["hours"][-1] == 48
+
+
+def test_the_json_has_the_issue_keys_the_paper_beside_and_the_targets(cfg: PaperConfig) -> None:
+    doc = run.run(cfg, phases=_phases(Counter()))
+    on_disk = json.loads(cfg.out.read_text())
+    for key in (
+        "normal_accuracy",
+        "reverse_success",
+        "likelihood_attack_top1",
+        "chance",
+        "canary_exposure",
+        "edge_s_llmtwin",
+        "edge_s_fl",
+        "server_s_llmtwin",
+        "server_s_fl",
+        "bytes_llmtwin",
+        "bytes_fl",
+    ):
+        assert on_disk[key] is not None, key
+    assert on_disk["edge_s_fl_measured_steps"] == 3 and on_disk["extrapolated"] is True
+    assert on_disk["paper"]["edge_peak_rss_mb"] == 5878 and on_disk["paper"]["server_s_fl"] is None
+    assert on_disk["targets"] == {
+        "normal_min": 0.97,
+        "normal_met": True,
+        "reverse_met": True,
+        "likelihood_max": 0.12,
+        "likelihood_met": True,
+    }
+    assert on_disk["bytes_llmtwin"] == 800 + 24 * 300 + 5_000  # handshake, 24 h of the repeated hours, one upload
+    upd = on_disk["time_per_update"]
+    assert upd["n"] == 2 and upd["llmtwin"]["server_s"] == 0.05 and upd["fl"]["bytes"] == 13_000_000
+    assert on_disk["command"].startswith("llmtwin bench paper --out ") and "--base tiny" in on_disk["command"]
+    assert "--homes 1" in on_disk["reduced"] and on_disk["host"]["cpus"] >= 1
+    assert doc["figures"] == on_disk["figures"]
+
+
+def test_figures_and_markdown_come_from_the_json(cfg: PaperConfig, tmp_path: Path) -> None:
+    doc = run.run(cfg, phases=_phases(Counter()))
+    names = sorted(Path(p).name for p in doc["figures"])
+    assert names == sorted(
+        f"{n}.png" for n in ("accuracy", "edge_compute", "server_compute", "comms_bytes", "update_time")
+    )
+    for path in doc["figures"]:
+        assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (tmp_path / "docs" / "results.md").read_text()
+    assert "![accuracy](../figures/accuracy.png)" in text
+    assert "| 20 | 0.97 | 0.91–0.97 (range) | — | — |" in text
+    assert "Reduced run" in text and "extrapolated from 3 timed steps" in text
+    # --figures-only re-renders from the JSON alone, into other places
+    again = tmp_path / "again"
+    argv = [
+        "bench",
+        "paper",
+        "--figures-only",
+        str(cfg.out),
+        "--figures",
+        str(again / "f"),
+        "--doc",
+        str(again / "r.md"),
+    ]
+    assert cli.main(argv) == 0
+    assert sorted(p.name for p in (again / "f").iterdir()) == names
+    rerendered = (again / "r.md").read_text()
+    assert "![accuracy](f/accuracy.png)" in rerendered and "| 20 | 0.97 | 0.91–0.97 (range) | — | — |" in rerendered
+
+
+def test_a_partial_json_draws_what_it_has(tmp_path: Path) -> None:
+    from benchmarks.paper import figures
+
+    drawn = figures.render_all({"normal_accuracy": {"100": 0.5}, "reverse_success": {"100": 0.0}}, tmp_path)
+    assert [p.name for p in drawn] == ["accuracy.png"]
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input through the CLI: exit 2 and a message naming what to do
+
+
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(["bench", "paper", *argv])
+    return code, capsys.readouterr().err
+
+
+def test_a_missing_model_names_the_prepare_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _cli(
+        ["--out", str(tmp_path / "p.json"), "--cache-dir", str(tmp_path / "empty"), "--work", str(tmp_path / "w")],
+        capsys,
+    )
+    assert code == 2
+    assert "llmtwin model prepare --base smollm2-135m" in err and "not prepared" in err
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--normal-sizes", "100,5000"], "--normal-sizes"),
+        (["--homes", "1", "--normal-sizes", "10", "--reverse-sizes", "1000"], "--reverse-sizes"),
+        (["--homes", "1,4"], "--homes"),
+        (["--homes", "one"], "--homes"),
+        (["--recipe", '{"lr": 1, "nope": 2}'], "--recipe"),
+    ],
+)
+def test_a_too_small_scenario_or_bad_flag_names_the_flag(
+    flags: list[str],
+    named: str,
+    tiny_model: Path,
+    model_cache: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["--out", str(tmp_path / "p.json"), "--base", "tiny", "--cache-dir", str(model_cache)]
+    code, err = _cli([*base, "--work", str(tmp_path / "w"), *flags], capsys)
+    assert code == 2
+    assert named in err, err
+
+
+def test_out_is_required_without_figures_only(capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = _cli([], capsys)
+    assert code == 2 and "--out" in err
+
+
+def test_figures_only_refuses_a_json_of_another_bench(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tmp_path / "bandwidth.json"
+    other.write_text(json.dumps({"benchmark": "bandwidth"}))
+    code, err = _cli(["--figures-only", str(other), "--figures", str(tmp_path / "f")], capsys)
+    assert code == 2 and "not written by `llmtwin bench paper`" in err
