@@ -8,13 +8,15 @@ on the wire it is smaller, because the artifact is what a device uploads over it
   layers stored; the reader puts zeros back for the rest.
 * **Precision** (the manifest's ``dtype``): ``float32``, ``float16``, or symmetric block quantization
   ``int8`` / ``int4``. A quantized tensor is stored rank-major (``[r, long]``, where ``long`` is d_in for
-  A and d_out for B) as int8, or as two int4 nibbles per uint8 byte, plus one float16 scale per block
-  of :data:`BLOCK` values (``<name>.scale``, ``[r, long / BLOCK]``). Rank-major blocks give each LoRA
+  A and d_out for B) as int8, or as two int4 nibbles per uint8 byte, plus one float32 scale per block
+  of :data:`BLOCK` values (``<name>.scale``, ``[r, ceil(long / BLOCK)]``; float32, because float16
+  scales underflow for the small blocks LoRA has and overflow for large ones). Rank-major blocks give each LoRA
   direction its own scales, which matters because B's rows and A's columns differ in magnitude.
 
 :func:`quantize` rounds float tensors to exactly the values the reader will decode, so an eval gate
 that scores ``quantize(x)`` scores what the gateway will serve. Decoding checks the stored structure
-and raises :class:`~shared.errors.AdapterCorrupt` on anything inconsistent.
+and raises :class:`~shared.errors.AdapterCorrupt` on anything inconsistent; :func:`stored_shapes` says
+what shapes an artifact must hold, so a reader can refuse a hostile file before decoding anything.
 """
 
 from __future__ import annotations
@@ -58,10 +60,20 @@ def stored_pairs(tensors: Mapping[str, Array]) -> list[str]:
     return keep
 
 
+def stored_shapes(name: str, shape: tuple[int, int], stored: str) -> dict[str, tuple[int, int]]:
+    """The arrays (name -> shape) an artifact holds for one in-memory tensor of ``shape``."""
+    if stored in FLOAT_DTYPES:
+        return {name: shape}
+    rank, long = (shape[1], shape[0]) if is_rank_major(name) else shape
+    width = long // 2 if QUANT_BITS.get(stored) == 4 else long
+    return {name: (rank, width), name + SCALE_SUFFIX: (rank, -(-long // BLOCK))}
+
+
 def encode(tensors: Mapping[str, Array], stored: str) -> dict[str, Array]:
     """Float tensors -> the arrays written into the artifact for ``stored`` precision."""
     if stored in FLOAT_DTYPES:
-        return {name: np.ascontiguousarray(value, dtype=stored) for name, value in tensors.items()}
+        with np.errstate(over="ignore"):  # beyond float16's range becomes inf: write_adapter refuses it
+            return {name: np.ascontiguousarray(value, dtype=stored) for name, value in tensors.items()}
     bits = QUANT_BITS[stored]
     out: dict[str, Array] = {}
     for name, value in tensors.items():
@@ -106,23 +118,22 @@ def _rank_major(name: str, value: Array) -> Array:
 
 
 def _quantize_rows(rows: Array, bits: int) -> tuple[Array, Array]:
-    """rows [r, n] -> (int8 codes [r, n], float16 scales [r, ceil(n / BLOCK)])."""
+    """rows [r, n] -> (int8 codes [r, n], float32 scales [r, ceil(n / BLOCK)])."""
     qmax = (1 << (bits - 1)) - 1
     r, n = rows.shape
     blocks = -(-n // BLOCK)
     padded = np.zeros((r, blocks * BLOCK), np.float32)
     padded[:, :n] = rows
     grouped = padded.reshape(r, blocks, BLOCK)
-    # the scale is rounded to float16 first, then used: decoding reproduces exactly these values
-    scale = (np.abs(grouped).max(axis=2) / qmax).astype(np.float16)
-    safe = np.where(scale > 0, scale.astype(np.float32), np.float32(1.0))
+    scale = (np.abs(grouped).max(axis=2) / np.float32(qmax)).astype(np.float32)
+    safe = np.where(scale > 0, scale, np.float32(1.0))
     codes = np.clip(np.rint(grouped / safe[:, :, None]), -qmax, qmax).astype(np.int8)
     return codes.reshape(r, blocks * BLOCK)[:, :n], scale
 
 
 def _dequantize_rows(name: str, data: Array, scale: Array, bits: int, where: str) -> Array:
-    if scale.dtype != np.float16 or scale.ndim != 2 or data.ndim != 2:
-        raise AdapterCorrupt(f"{where}: {name}: quantized layout must be 2-D codes with 2-D float16 scales")
+    if scale.dtype != np.float32 or scale.ndim != 2 or data.ndim != 2:
+        raise AdapterCorrupt(f"{where}: {name}: quantized layout must be 2-D codes with 2-D float32 scales")
     if bits == 4:
         if data.dtype != np.uint8:
             raise AdapterCorrupt(f"{where}: {name}: int4 codes must be packed uint8, found {data.dtype}")
@@ -137,8 +148,11 @@ def _dequantize_rows(name: str, data: Array, scale: Array, bits: int, where: str
     qmax = (1 << (bits - 1)) - 1
     if np.any(np.abs(codes.astype(np.int16)) > qmax):
         raise AdapterCorrupt(f"{where}: {name}: codes outside ±{qmax}")
-    per_value = np.repeat(scale.astype(np.float32), BLOCK, axis=1)[:, :n]
-    return codes.astype(np.float32) * per_value
+    if not np.isfinite(scale).all() or (scale < 0).any():
+        raise AdapterCorrupt(f"{where}: {name}: scales must be finite and non-negative")
+    per_value = np.repeat(scale, BLOCK, axis=1)[:, :n]
+    rows: Array = codes.astype(np.float32) * per_value
+    return rows
 
 
 def _pack4(name: str, codes: Array) -> Array:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shared.adapter_codec import STORED_DTYPES, decode, encode, memory_dtype, stored_pairs
+from shared.adapter_codec import STORED_DTYPES, decode, encode, memory_dtype, stored_pairs, stored_shapes
 from shared.errors import (
     AdapterBaseMismatch,
     AdapterCorrupt,
@@ -86,7 +86,10 @@ class AdapterManifest:
     def to_json(self) -> str:
         doc = {k: getattr(self, k) for k in self.__dataclass_fields__}
         doc["target_modules"] = list(self.target_modules)
-        doc["layers"] = None if self.layers is None else list(self.layers)
+        if self.layers is None:  # every layer stored: the manifest older readers know
+            del doc["layers"]
+        else:
+            doc["layers"] = list(self.layers)
         doc["training"] = dict(self.training)
         return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
@@ -179,6 +182,9 @@ def write_adapter(path: Path, tensors: Mapping[str, Array], manifest: AdapterMan
     layers = tuple(sorted({_layer_of(name) for name in keep}))
     manifest = replace(manifest, layers=layers if len(keep) < len(tensors) else None)
     stored = encode({name: tensors[name] for name in keep}, manifest.dtype)
+    for name, value in stored.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():  # e.g. beyond float16's range
+            raise AdapterNonFinite(f"{where}: {name} is not finite once stored as {manifest.dtype}")
     values = {k: ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(v)) for k, v in stored.items()}
     fmt = ort.AdapterFormat()
     fmt.set_adapter_version(manifest.version)
@@ -225,9 +231,8 @@ def read_adapter(path: Path, spec: ModelSpec) -> LoadedAdapter:
             f"{where}: trained for base {manifest.base_fingerprint[:12]}, "
             f"this model is {spec.fingerprint[:12]} ({spec.name})"
         )
-    stored = decode(arrays, manifest.dtype, where)
-    _check_stored_layers(stored, manifest, spec, where)
-    tensors = _with_empty_layers(stored, manifest, spec)
+    _check_stored_arrays(arrays, manifest, spec, where)  # names and shapes before any decoding
+    tensors = _with_empty_layers(decode(arrays, manifest.dtype, where), manifest, spec)
     _check_tensors(tensors, manifest, spec, where)
     return LoadedAdapter(manifest, tensors)
 
@@ -245,14 +250,26 @@ def _layer_of(name: str) -> int:
     return -1 if match is None else int(match.group(2))
 
 
-def _check_stored_layers(stored: Mapping[str, Array], manifest: AdapterManifest, spec: ModelSpec, where: str) -> None:
-    """Rank and targets fit the base; the artifact holds exactly the manifest's layers (all targets each)."""
+def _check_stored_arrays(arrays: Mapping[str, Array], manifest: AdapterManifest, spec: ModelSpec, where: str) -> None:
+    """Rank and targets fit the base; the artifact holds exactly the arrays of the manifest's layers (all
+    targets each) in the shapes its dtype stores them: a hostile file is refused before it is decoded."""
     _check_fits_base(manifest, spec, where)
     layers = range(spec.n_layers) if manifest.layers is None else manifest.layers
     beyond = [layer for layer in layers if layer >= spec.n_layers]
     if beyond:
         raise AdapterShapeError(f"{where}: layers {beyond[:4]} beyond the base model's {spec.n_layers}")
-    _check_names(stored, layers, manifest, where)
+    expected: dict[str, tuple[int, int]] = {}
+    for layer in layers:
+        for module in manifest.target_modules:
+            d_in, d_out = spec.target_shape(module)
+            expected |= stored_shapes(lora_a_name(layer, module), (d_in, manifest.rank), manifest.dtype)
+            expected |= stored_shapes(lora_b_name(layer, module), (manifest.rank, d_out), manifest.dtype)
+    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise AdapterShapeError(f"{where}: missing tensors {missing[:4]}, unexpected tensors {extra[:4]}")
+    for name, shape in expected.items():
+        if tuple(arrays[name].shape) != shape:
+            raise AdapterShapeError(f"{where}: {name} has shape {tuple(arrays[name].shape)}, expected {shape}")
 
 
 def _check_fits_base(manifest: AdapterManifest, spec: ModelSpec, where: str) -> None:

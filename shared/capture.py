@@ -45,6 +45,8 @@ class PayloadCapture:
         if self._fh.tell() == 0:
             self._fh.write(MAGIC)
             self._fh.flush()
+        else:  # a kill mid-record left a cut tail: drop it, or every record appended after it is unreadable
+            self._fh.truncate(_complete_length(path))
 
     def append(self, message: Message, rid: bytes) -> None:
         if self._fh is None:
@@ -64,6 +66,14 @@ class PayloadCapture:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _complete_length(path: Path) -> int:
+    """Bytes of ``path`` up to the end of its last complete record."""
+    end = len(MAGIC)
+    for record in read_capture(path):
+        end = record.offset + _LEN + 1 + _RID + len(record.body)
+    return end
 
 
 def read_capture(path: Path) -> Iterator[Captured]:

@@ -96,7 +96,8 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL): keep the real error
+                self._conn.execute("ROLLBACK")
             return
         try:
             self._conn.execute("COMMIT")

@@ -154,7 +154,8 @@ def _evaluate_and_export(
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
     manifest = _manifest(request, adapter, base, time.monotonic() - start)
-    write_adapter(stage / ARTIFACT_NAME, adapter.tensors, manifest)
+    # encoded from the trained tensors: decoding gives exactly the quantize()d values that were scored
+    write_adapter(stage / ARTIFACT_NAME, trained.tensors, manifest)
     # full precision beside it, never uploaded: the next round resumes from this, not from the rounded copy
     write_adapter(stage / TRAIN_STATE_NAME, trained.tensors, replace(manifest, dtype="float32"))
     if not ok:  # kept as a candidate: training progress carries over to the next round
@@ -286,8 +287,6 @@ def _training_state(request: RoundRequest, adapter: LoadedAdapter, spec: ModelSp
         if (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version):
             return state
     return adapter
-    same = (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version)
-    return state if same else adapter
 
 
 def _resume_adapter(request: RoundRequest, spec: ModelSpec) -> LoadedAdapter | None:

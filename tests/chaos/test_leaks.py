@@ -58,6 +58,17 @@ def test_capture_records_every_message_and_survives_a_cut_record(tmp_path: Path)
     assert msgpack.unpackb(records[1].body)["question"] == "door?"
 
 
+def test_a_restarted_capture_drops_the_cut_tail_so_later_records_stay_readable(tmp_path: Path) -> None:
+    path = tmp_path / "c.cap"
+    with PayloadCapture(path) as cap:
+        cap.append(m.Ping(5), b"r" * 16)
+    with path.open("ab") as fh:
+        fh.write((1000).to_bytes(4, "big") + b"\x01cut short")  # killed mid-record
+    with PayloadCapture(path) as cap:  # the daemon restarts and keeps capturing
+        cap.append(m.Ping(6), b"s" * 16)
+    assert [r.rid for r in read_capture(path)] == [b"r" * 16, b"s" * 16]
+
+
 async def test_pipeline_leaks_nothing_and_a_planted_leak_is_found(
     tmp_path: Path, model_cache: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

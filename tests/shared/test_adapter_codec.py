@@ -11,7 +11,7 @@ import pytest
 
 from shared.adapter_codec import BLOCK, decode, encode, quantize, stored_pairs
 from shared.adapters import manifest_path, read_adapter, write_adapter
-from shared.errors import AdapterCorrupt, AdapterShapeError
+from shared.errors import AdapterCorrupt, AdapterNonFinite, AdapterShapeError
 from tests.edge.model.test_adapter_files import LAYERS, make_manifest, make_spec, make_tensors
 
 RANK = 4
@@ -36,7 +36,7 @@ def test_round_trip_error_is_bounded_by_the_block_scale(dtype: str, tolerance: f
         for start in range(0, rows.shape[1], BLOCK):
             block = slice(start, start + BLOCK)
             absmax = np.abs(rows[:, block]).max(axis=1, keepdims=True)
-            assert (err[:, block] <= absmax * tolerance * 0.51 + 1e-7).all()  # half a step (+ fp16 scale)
+            assert (err[:, block] <= absmax * tolerance * 0.51 + 1e-7).all()  # half a quantization step
 
 
 @pytest.mark.parametrize("dtype", ["float16", "int8", "int4"])
@@ -123,12 +123,10 @@ def test_manifest_layers_that_disagree_with_the_artifact_are_refused(tmp_path: P
 def test_a_quantized_artifact_with_a_lying_dtype_is_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "a.onnx_adapter"
     write_adapter(path, make_tensors(rank=RANK), make_manifest(rank=RANK, dtype="int8"))
-    _rewrite_manifest(path, dtype="int4")
-    with pytest.raises(AdapterCorrupt):
-        read_adapter(path, make_spec())
-    _rewrite_manifest(path, dtype="float16")
-    with pytest.raises(AdapterCorrupt):
-        read_adapter(path, make_spec())
+    for lie in ("int4", "float16", "float32"):  # the stored shapes or dtypes give every lie away
+        _rewrite_manifest(path, dtype=lie)
+        with pytest.raises((AdapterCorrupt, AdapterShapeError)):
+            read_adapter(path, make_spec())
 
 
 @pytest.mark.parametrize(
@@ -145,7 +143,7 @@ def test_inconsistent_quantized_arrays_are_corrupt(damage: str) -> None:
     elif damage == "scale_shape":
         arrays[name + ".scale"] = arrays[name + ".scale"][:1]
     elif damage == "scale_dtype":
-        arrays[name + ".scale"] = arrays[name + ".scale"].astype(np.float32)
+        arrays[name + ".scale"] = arrays[name + ".scale"].astype(np.float16)
     elif damage == "codes_dtype":
         arrays[name] = arrays[name].astype(np.int16)
     else:
@@ -158,3 +156,42 @@ def test_inconsistent_quantized_arrays_are_corrupt(damage: str) -> None:
 def test_int4_needs_an_even_width() -> None:
     with pytest.raises(AdapterShapeError, match="even width"):
         encode({"lora_B.0.q_proj": np.ones((RANK, 5), np.float32)}, "int4")
+
+
+def test_tiny_and_huge_blocks_keep_their_precision() -> None:
+    rng = np.random.default_rng(1)
+    for magnitude in (1e-9, 1e-6, 1.0, 1e6):
+        tensors = {"lora_B.0.q_proj": (rng.standard_normal((RANK, 128)) * magnitude).astype(np.float32)}
+        for dtype, step in (("int8", 1 / 127), ("int4", 1 / 7)):
+            back = quantize(tensors, dtype)["lora_B.0.q_proj"]
+            err = np.abs(back - tensors["lora_B.0.q_proj"]).max() / np.abs(tensors["lora_B.0.q_proj"]).max()
+            assert np.isfinite(back).all() and err <= step * 0.51, (magnitude, dtype, err)
+
+
+def test_a_hostile_artifact_is_refused_by_shape_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "a.onnx_adapter"
+    tensors = make_tensors(rank=RANK)
+    write_adapter(path, tensors, make_manifest(rank=RANK, dtype="int8"))
+    import onnxruntime as ort
+
+    huge = {
+        "lora_A.0.q_proj": np.zeros((RANK, 1 << 20), np.int8),
+        "lora_A.0.q_proj.scale": np.ones((RANK, 1 << 14), np.float32),
+    }
+    fmt = ort.AdapterFormat()
+    fmt.set_adapter_version(3)
+    fmt.set_model_version(1)
+    fmt.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in huge.items()})
+    fmt.export_adapter(str(path))
+    import hashlib
+
+    _rewrite_manifest(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), layers=[0])
+    with pytest.raises(AdapterShapeError, match=r"missing tensors|expected"):
+        read_adapter(path, make_spec())
+
+
+def test_float16_overflow_is_refused_at_write(tmp_path: Path) -> None:
+    tensors = make_tensors(rank=RANK)
+    tensors["lora_B.1.q_proj"][0, 0] = 1e6
+    with pytest.raises(AdapterNonFinite):
+        write_adapter(tmp_path / "a.onnx_adapter", tensors, make_manifest(rank=RANK, dtype="float16"))
