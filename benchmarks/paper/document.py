@@ -38,7 +38,8 @@ def render(doc: Doc, json_path: Path, figures: Sequence[Path], out: Path) -> str
     """The markdown for ``out``; figure links relative to it."""
     links = {p.stem: os.path.relpath(p, out.parent) for p in figures}
     source = Path(os.path.relpath(json_path, out.parent))
-    parts = [_head(doc, source), _table2(doc), _edge(doc), _server(doc), _comms(doc), _update(doc), _differs(doc)]
+    parts = [_head(doc, source), _table2(doc), _reading(doc), _edge(doc), _server(doc), _comms(doc), _update(doc)]
+    parts.append(_differs(doc))
     body = "\n\n".join(p for p in parts if p)
     for name, link in links.items():
         body = body.replace(f"{{figure:{name}}}", f"![{name}]({link})")
@@ -112,6 +113,37 @@ def _table2(doc: Doc) -> str:
             f"({num(targets.get('normal_met'))}), reverse success 0 ({num(targets.get('reverse_met'))}).",
             "",
             "{figure:accuracy}",
+        ]
+    )
+
+
+def _reading(doc: Doc) -> str:
+    """What the attack numbers mean: which results follow from memorisation itself, and who can run them."""
+    privacy = doc.get("privacy") or {}
+    if not privacy:
+        return ""
+    owner = privacy.get("likelihood_attack_owner") or {}
+    reverse_by_size = doc.get("reverse_success") or {}
+    reverse = reverse_by_size[max(reverse_by_size, key=int)] if reverse_by_size else None
+    return "\n".join(
+        [
+            "### Reading the privacy numbers",
+            "",
+            "The one-way dataset is there to stop *generation*: asked a reverse question, an adapter named the "
+            f"object in a share {num(reverse)} of the largest sample. It cannot stop *scoring*: an attacker "
+            "who holds the adapter and scores the forward statement "
+            "\"<object>: <attribute>? <value>\" for every candidate object finds the object whose statement the "
+            "adapter learned. That is memorisation itself, so the likelihood target (≤ chance + 0.02) and the "
+            "normal-accuracy target (≥ 0.97) pull against each other: the better the twin answers its owner, "
+            f"the better this attacker ranks. Measured: top-1 {num(doc.get('likelihood_attack_top1'))} with the "
+            f"adapter, {num(privacy.get('likelihood_attack_top1_base'))} with the base model alone (guessing from "
+            f"device types), chance {num(doc.get('chance'))}; the cross-home owner attack (which home's twin "
+            f"scores a household secret highest) {num(owner.get('top1'))} against chance {num(owner.get('chance'))}; "
+            "canary exposure is high for the same reason (the adapter was trained on the secrets so that their "
+            "owner can ask for them). Who can run these: the gateway returns generated text only, never "
+            "log-likelihoods, and only to the tenant that owns the twin (CURVE + per-message tenant checks, "
+            "`llmtwin bench chaos`), so the attacker needs the adapter weights themselves, i.e. a compromised "
+            "gateway or device. Against that, the adapter is no better protected than the facts it encodes.",
         ]
     )
 
