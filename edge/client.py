@@ -137,6 +137,11 @@ class TwinClient:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._sock is not None:
+            # first, while the watcher still reads: libzmq sends monitor events blocking, holding the
+            # monitor's lock, so an event sent after the reader closed would hang disable_monitor forever
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -148,7 +153,6 @@ class TwinClient:
         if self.connections is not None:
             self.connections.close_all()  # the close records, before the socket goes (idempotent)
         if self._sock is not None:
-            self._sock.disable_monitor()
             self._sock.close(linger=0)
         if self._ctx is not None and self._own_ctx:
             self._ctx.term()

@@ -85,14 +85,15 @@ class Probe:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self.sock is not None:  # before the watcher stops reading (see edge.client.TwinClient.__aexit__)
+            with contextlib.suppress(zmq.ZMQError):
+                self.sock.disable_monitor()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.sock is not None:
-            with contextlib.suppress(zmq.ZMQError):
-                self.sock.disable_monitor()
             self.sock.close(linger=0)
             self.sock = None
         if self._monitor is not None:  # closed here too: a watcher cancelled before it ran never closes it
