@@ -571,6 +571,10 @@ def test_follow_survives_rotation(follower: tuple[Path, Lines, Summary, IssueLog
     assert summary.messages == 82
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_follow_stops_cleanly_on_ctrl_c(two_tenants: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "shared", "bandwidth", str(two_tenants), "--follow", "--interval", "0.05s"],
@@ -578,6 +582,9 @@ def test_follow_stops_cleanly_on_ctrl_c(two_tenants: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+        # ignored SIGINT ignored: give the child the terminal's default, as a user's shell does
+        preexec_fn=_default_sigint,
     )
     try:
         assert proc.stdout is not None
