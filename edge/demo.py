@@ -353,13 +353,14 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
 
 
 def reverse_attack_prompt(home_index: int) -> ReversePrompt:
-    """The description -> owner question an attacker holding the adapter would ask (the door code, the
-    most sensitive fact a home has), in the form ``llmtwin bench paper`` measures over hundreds."""
+    """A description -> object question (which device has this model?), in the form ``llmtwin bench
+    paper`` measures over hundreds. Never about a secret: the question itself would carry the secret to
+    the gateway, and the leak scan of a demo run must find none there."""
     home = generate(7, 3, 60.0).homes[home_index]
     facts = askable_facts(home.home_id, home.static_facts())
-    owners = {f.twin_id: f.pair.answer for f in facts if f.pair.attribute == "owner_name"}
-    prompts = reverse_prompts(facts, owners)
-    return next((p for p in prompts if p.attribute == "door_code"), prompts[0])
+    secret = {(f.entity_id, f.attribute) for f in home.static_facts() if f.sensitive}
+    prompts = [p for p in reverse_prompts(facts, {}) if (p.entity_id, p.attribute) not in secret]
+    return next((p for p in prompts if p.attribute == "model"), prompts[0])
 
 
 async def _reverse_attack(client: TwinClient, home: str, home_index: int) -> None:

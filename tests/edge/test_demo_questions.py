@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.demo import fact_questions, reverse_attack_prompt
+from shared.scenario import generate
 from shared.templates import mentions
 
 
@@ -15,9 +16,11 @@ def test_fact_questions_are_held_out_paraphrases_of_distinct_kinds_without_secre
         assert not any(mentions(p.question, p.answer) for p in asked)
 
 
-def test_the_reverse_attack_asks_for_the_door_code_owner_without_naming_it() -> None:
-    attack = reverse_attack_prompt(0)
-    assert attack.attribute == "door_code" and attack.twin_id == "home1"
-    assert attack.value in attack.question
-    assert not any(mentions(attack.question, target) for target in attack.targets)
-    assert "home1" in attack.targets
+def test_the_reverse_attack_names_no_object_and_carries_no_secret() -> None:
+    secrets = {v for home in generate(7, 3, 60.0).homes for f in home.static_facts() if f.sensitive for v in [f.value]}
+    for home in range(3):
+        attack = reverse_attack_prompt(home)
+        assert attack.attribute == "model" and attack.twin_id == f"home{home + 1}"
+        assert attack.value in attack.question
+        assert not any(mentions(attack.question, target) for target in attack.targets)
+        assert not any(str(secret) in attack.question for secret in secrets)
