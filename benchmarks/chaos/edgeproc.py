@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.chaos.gatewayproc import ChaosEnv
+from edge.finetune.child import terminate
 
 SENSITIVE = ("owner_name", "door_code", "presence_schedule", "alarm_pin", "wifi_password")
 
@@ -90,12 +91,6 @@ class EdgeProcess:
     async def stop(self) -> int:
         if self.proc is None:
             return 0
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+        await terminate(self.proc, 30)
         return int(self.proc.returncode or 0)
 

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import sys
 import time
@@ -23,17 +22,13 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.chaos.rig import free_port
 from edge.client import ClientKeys
+from edge.finetune.child import terminate
 from shared.keys import generate_keypair
 from shared.modelspec import default_cache_dir, find_prepared
 
 START_LIMIT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tiny_cache(cache_dir: Path | None) -> Path:
@@ -178,12 +173,7 @@ class GatewayProcess:
             return 0
         if self.proc.returncode is None:
             self.sample_rss()
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), 30)
-            except TimeoutError:
-                self.proc.kill()
-                await self.proc.wait()
+            await terminate(self.proc, 30)
         return int(self.proc.returncode or 0)
 
 

@@ -21,6 +21,7 @@ from types import TracebackType
 import aiohttp
 
 from edge.client import ClientKeys
+from edge.finetune.child import rss_mb as process_rss_mb
 from shared.keys import generate_keypair
 
 TENANTS = ("home1", "home2", "home3")
@@ -37,14 +38,7 @@ def free_port() -> int:
 
 def rss_mb(pid: int) -> float:
     """Resident set size of a process (VmRSS), in MiB; 0.0 once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0.0
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return process_rss_mb(pid) or 0.0
 
 
 def parse_metrics(text: str) -> dict[str, float]:

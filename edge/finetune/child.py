@@ -70,7 +70,7 @@ class ChildRound:
                 await proc.wait()
                 guard.cancel()
         except asyncio.CancelledError:
-            await _terminate(proc)
+            await terminate(proc)
             raise
         return self._outcome(proc.returncode)
 
@@ -94,7 +94,7 @@ class ChildRound:
             if rss > cap:
                 self._over_cap = f"memory cap hit: resident {rss:.0f} MB > memory_cap_mb {cap}"
                 log.warning("fine-tune round: %s; terminating it", self._over_cap)
-                await _terminate(proc)
+                await terminate(proc)
                 return
 
     def _outcome(self, code: int | None) -> RoundResult:
@@ -115,13 +115,14 @@ def result_from_json(text: str) -> RoundResult:
     return RoundResult(**doc)
 
 
-async def _terminate(proc: asyncio.subprocess.Process) -> None:
+async def terminate(proc: asyncio.subprocess.Process, grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``grace_s``."""
     if proc.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         proc.send_signal(signal.SIGTERM)
     try:
-        await asyncio.wait_for(asyncio.shield(proc.wait()), TERM_GRACE_S)
+        await asyncio.wait_for(asyncio.shield(proc.wait()), grace_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
