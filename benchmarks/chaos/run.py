@@ -50,31 +50,25 @@ def run(out: Path, *, parts: Sequence[str] = tuple(PARTS), cache_dir: Path | Non
         prepare_model(BASE, cache)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="llmtwin-chaos-") as tmp:
-        total, skipped = asyncio.run(_run_parts(Path(tmp), cache, parts))
-    result = report(total, skipped, time.monotonic() - started)
+        total = asyncio.run(_run_parts(Path(tmp), cache, parts))
+    result = report(total, time.monotonic() - started)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     return result
 
 
-async def _run_parts(work: Path, cache: Path, parts: Sequence[str]) -> tuple[ChaosCounts, dict[str, str]]:
+async def _run_parts(work: Path, cache: Path, parts: Sequence[str]) -> ChaosCounts:
     total = ChaosCounts()
-    skipped: dict[str, str] = {}
     for name in parts:
-        try:
-            module = importlib.import_module(PARTS[name])
-        except ModuleNotFoundError as exc:
-            skipped[name] = f"not available: {exc.name}"
-            continue
-        run_part: RunPart = module.run_part
+        run_part: RunPart = importlib.import_module(PARTS[name]).run_part
         began = time.monotonic()
         counts = await run_part(work / name, cache)
         counts.details["seconds"] = round(time.monotonic() - began, 1)
         total.merge(name, counts)
-    return total, skipped
+    return total
 
 
-def report(total: ChaosCounts, skipped: dict[str, str], seconds: float) -> dict[str, Any]:
+def report(total: ChaosCounts, seconds: float) -> dict[str, Any]:
     head = total.headline()
     targets = {
         "lost_is_0": total.lost == 0,
@@ -87,7 +81,6 @@ def report(total: ChaosCounts, skipped: dict[str, str], seconds: float) -> dict[
         "targets_met": all(targets.values()),
         "targets": targets,
         "parts": {name: detail["counts"] for name, detail in total.details.items()},
-        "skipped": skipped,
         "details": total.details,
         "model": BASE,
         "seconds": round(seconds, 1),
