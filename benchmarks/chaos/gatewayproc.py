@@ -15,29 +15,29 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from benchmarks.chaos.rig import free_port
+from benchmarks.finetune import prepared_model
+from benchmarks.harness import free_port as free_port  # re-exported: the chaos parts import it from here
+from benchmarks.harness import gateway_toml, write_keys
+from benchmarks.harness import until as until  # re-exported: the chaos parts import it from here
 from edge.client import ClientKeys
 from edge.finetune.child import terminate
-from shared.keys import generate_keypair
-from shared.modelspec import default_cache_dir, find_prepared
+from shared.modelspec import default_cache_dir
 
 START_LIMIT_S = 120.0
+STOP_LIMIT_S = 30.0
 
 
 def tiny_cache(cache_dir: Path | None) -> Path:
     """The model cache holding the prepared ``tiny`` base (prepared here if missing: seconds)."""
     cache = cache_dir or default_cache_dir(os.environ)
-    if find_prepared(cache, "tiny") is None:
-        from edge.model.prepare import prepare_model  # torch: only when the cache lacks the model
-
-        prepare_model("tiny", cache)
+    prepared_model("tiny", cache)
     return cache
 
 
@@ -74,39 +74,23 @@ def make_env(
     data_dir: Path | None = None,
     group: Sequence[str] = (),
     max_batch: int = 8,
+    outsiders: Sequence[str] = (),
+    base: str = "tiny",
+    drain_timeout_s: float = 2.0,
+    admin_host: str | None = None,
+    replace_keys: bool = False,
 ) -> ChaosEnv:
+    """Keys (``outsiders`` get a pair the gateway does not know), tenants and ``root/gateway.toml``."""
     keys, allowed = root / "keys", root / "tenants"
-    allowed.mkdir(parents=True, exist_ok=True)
-    for name in ("server", *tenants):
-        if not (keys / f"{name}.key_secret").exists():
-            generate_keypair(keys, name)
-    for name in tenants:
-        (allowed / f"{name}.key").write_bytes((keys / f"{name}.key").read_bytes())
+    write_keys(keys, allowed, tenants, outsiders, replace=replace_keys)
     data = data_dir or root / "gateway-data"
     port, admin_port = free_port(), free_port()
-    circle = ", ".join(f'"{t}"' for t in group)
-    sharing = f"[sharing]\ngroups = {{ street = [{circle}] }}\n" if group else ""
-    text = f"""[server]
-bind = "tcp://127.0.0.1:{port}"
-server_secret_key = "{keys / "server.key_secret"}"
-tenants_dir = "{allowed}"
-drain_timeout_s = 2.0
-[storage]
-data_dir = "{data}"
-[model]
-base = "tiny"
-cache_dir = "{cache}"
-threads = 1
-bank_slots = 8
-[batching]
-max_batch = {max_batch}
-max_wait_ms = 5
-{sharing}[admin]
-port = {admin_port}
-{admission}
-"""
     config = root / "gateway.toml"
-    config.write_text(text)
+    config.write_text(gateway_toml(
+        bind=f"tcp://127.0.0.1:{port}", keys=keys, tenants_dir=allowed, data_dir=data, cache_dir=cache,
+        admin_port=admin_port, drain_timeout_s=drain_timeout_s, admin_host=admin_host, base=base,
+        max_batch=max_batch, group=group, extra=admission,
+    ))  # fmt: skip
     return ChaosEnv(root, keys, tuple(tenants), config, data, port, admin_port)
 
 
@@ -127,7 +111,19 @@ class GatewayProcess:
                 stdout=out, stderr=out,
             )  # fmt: skip
         self.starts += 1
-        await self._wait_ready()
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "start the gateway first"
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
 
     async def _wait_ready(self) -> None:
         url = f"http://127.0.0.1:{self.env.admin_port}/readyz"
@@ -173,7 +169,7 @@ class GatewayProcess:
             return 0
         if self.proc.returncode is None:
             self.sample_rss()
-            await terminate(self.proc, 30)
+            await terminate(self.proc, STOP_LIMIT_S)
         return int(self.proc.returncode or 0)
 
 
@@ -209,12 +205,3 @@ def integrity(path: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
     finally:
         conn.close()
-
-
-async def until(condition: Callable[[], bool], limit_s: float = 60.0, *, every_s: float = 0.02) -> None:
-    """Wait for ``condition`` (state in another process, with no event to await) with a deadline."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not reached in {limit_s} s")
-        await asyncio.sleep(every_s)

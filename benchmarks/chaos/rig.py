@@ -1,4 +1,4 @@
-"""A real gateway process for the chaos parts: keys, tenants, config, start, readiness, RSS, metrics.
+"""The hostile and auth parts' gateway: a ``GatewayProcess`` plus revocation (SIGHUP) and metrics.
 
 The gateway runs as ``python -m shared gateway --config ...`` (what systemd runs), bound to 127.0.0.1,
 so its RSS (``/proc/<pid>/status`` VmRSS) is the gateway's alone and a crash is a dead process, not a
@@ -8,37 +8,19 @@ know. Counters come from the gateway's own ``/metrics``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import socket
-import sys
-import time
 from pathlib import Path
 from types import TracebackType
 
 import aiohttp
 
+from benchmarks.chaos.gatewayproc import GatewayProcess, make_env
 from edge.client import ClientKeys
-from edge.finetune.child import rss_mb as process_rss_mb
-from shared.keys import generate_keypair
 
 TENANTS = ("home1", "home2", "home3")
 OUTSIDERS = ("mallory",)
-START_LIMIT_S = 120.0
-STOP_LIMIT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process (VmRSS), in MiB; 0.0 once it is gone."""
-    return process_rss_mb(pid) or 0.0
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -63,14 +45,25 @@ class GatewayRig:
         self.extra_toml = extra_toml
         self.keys_dir = work / "keys"
         self.tenants_dir = work / "tenants"
-        self.port = 0
-        self.admin_port = 0
-        self._proc: asyncio.subprocess.Process | None = None
+        self._gw: GatewayProcess | None = None
         self._http: aiohttp.ClientSession | None = None
 
     @property
+    def process(self) -> GatewayProcess:
+        assert self._gw is not None, "start the rig first"
+        return self._gw
+
+    @property
+    def port(self) -> int:
+        return self.process.env.port
+
+    @property
+    def admin_port(self) -> int:
+        return self.process.env.admin_port
+
+    @property
     def endpoint(self) -> str:
-        return f"tcp://127.0.0.1:{self.port}"
+        return self.process.env.endpoint
 
     @property
     def admin_url(self) -> str:
@@ -78,17 +71,17 @@ class GatewayRig:
 
     @property
     def pid(self) -> int:
-        assert self._proc is not None, "start the rig first"
-        return self._proc.pid
+        return self.process.pid
 
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._gw is not None and self._gw.alive()
 
     def rss_mb(self) -> float:
-        return rss_mb(self.pid)
+        """The gateway's resident set size (VmRSS) in MiB; 0.0 once it is gone."""
+        return self.process.sample_rss()
 
     def keys(self, name: str) -> ClientKeys:
-        return ClientKeys.from_files(self.keys_dir / "server.key", self.keys_dir / f"{name}.key_secret")
+        return self.process.env.client_keys(name)
 
     # ---- tenants -------------------------------------------------------------------------------
 
@@ -115,14 +108,17 @@ class GatewayRig:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> GatewayRig:
-        config = self._write()
+        env = make_env(
+            self.work, self.cache_dir, TENANTS, admission=self.extra_toml, data_dir=self.work / "data",
+            group=TENANTS, outsiders=OUTSIDERS, base=self.base, drain_timeout_s=5.0, admin_host="127.0.0.1",
+            replace_keys=True,
+        )  # fmt: skip
+        log = self.work / "gateway.log"
+        log.write_bytes(b"")  # one log per rig (GatewayProcess appends across restarts)
+        self._gw = GatewayProcess(env, log)
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        log = (self.work / "gateway.log").open("wb")
-        with log:
-            cmd = [sys.executable, "-m", "shared", "gateway", "--config", str(config)]
-            self._proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=asyncio.subprocess.STDOUT)
         try:
-            await self._wait_ready()
+            await self._gw.start()
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -131,63 +127,8 @@ class GatewayRig:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._proc is not None:
-            if self._proc.returncode is None:
-                self._proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self._proc.wait(), STOP_LIMIT_S)
-            except TimeoutError:
-                self._proc.kill()
-                await self._proc.wait()
+        if self._gw is not None:
+            await self._gw.stop()
         if self._http is not None:
             await self._http.close()
             self._http = None
-
-    async def _wait_ready(self) -> None:
-        assert self._http is not None and self._proc is not None
-        deadline = time.monotonic() + START_LIMIT_S
-        while True:
-            if self._proc.returncode is not None:
-                tail = (self.work / "gateway.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the gateway exited with status {self._proc.returncode}:\n{tail}")
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with self._http.get(self.admin_url + "/readyz") as r:
-                    if r.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the gateway was not ready in {START_LIMIT_S:.0f} s")
-            await asyncio.sleep(0.1)
-
-    def _write(self) -> Path:
-        self.work.mkdir(parents=True, exist_ok=True)
-        self.tenants_dir.mkdir(exist_ok=True)
-        generate_keypair(self.keys_dir, "server", overwrite=True)
-        for name in (*TENANTS, *OUTSIDERS):
-            generate_keypair(self.keys_dir, name, overwrite=True)
-        for name in TENANTS:
-            (self.tenants_dir / f"{name}.key").write_bytes((self.keys_dir / f"{name}.key").read_bytes())
-        self.port, self.admin_port = free_port(), free_port()
-        path = self.work / "gateway.toml"
-        path.write_text(f"""[server]
-bind = "{self.endpoint}"
-server_secret_key = "{self.keys_dir / "server.key_secret"}"
-tenants_dir = "{self.tenants_dir}"
-drain_timeout_s = 5.0
-[storage]
-data_dir = "{self.work / "data"}"
-[model]
-base = "{self.base}"
-cache_dir = "{self.cache_dir}"
-threads = 1
-bank_slots = 8
-[batching]
-max_batch = 8
-max_wait_ms = 5
-[sharing]
-groups = {{ street = ["home1", "home2", "home3"] }}
-[admin]
-host = "127.0.0.1"
-port = {self.admin_port}
-{self.extra_toml}
-""")
-        return path

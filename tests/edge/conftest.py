@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness import free_port
+
 START_TIMEOUT_S = 10.0
 
 
@@ -23,18 +25,12 @@ def _mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 class Broker:
     """One mosquitto process; ``stop`` and ``start`` again keep the same port (a broker restart)."""
 
     def __init__(self, binary: str, folder: Path) -> None:
         self.binary = binary
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n")
         self.log = folder / "mosquitto.log"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from twin_harness import Env, make_env, running, until
 
+from benchmarks.harness import free_port
 from edge.client import TwinClient
 from edge.outbox import Outbox, create_schema
 from edge.uplink import Uplink, state_body
@@ -24,12 +24,6 @@ from shared.protocol import messages as m
 from shared.semantic import EntityState, encode_prompt, merge_deltas
 
 TWIN = "home1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prompt(i: int, kind: str = "D") -> str:

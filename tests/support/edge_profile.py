@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from twin_harness import Env
+
+from benchmarks.harness import free_port as free_port  # re-exported: tests import it from here
 
 TWIN = "home1"
 
@@ -63,9 +64,3 @@ port = {admin_port}
     path = root / "edge.toml"
     path.write_text(text)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
