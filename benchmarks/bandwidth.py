@@ -27,8 +27,8 @@ What each system sends
              and the compressor (``CompressorSettings()`` defaults) and the prompts go, after a Hello,
              as StateUpload messages through ``edge.client.TwinClient`` to a real
              ``gateway.service.GatewayService`` (in this process: CURVE + ZAP, SQLite), each answered by
-             its FINAL; plus one adapter upload per λ per home: a rank-8 q/v LoRA of the base model
-             laid out as the edge trains it (random weights in the top half of the layers, zeros
+             its FINAL; plus one adapter upload per λ per home: a rank-8 LoRA (the default targets) of the base model
+             laid out as the edge trains it (random weights in the top layers, zeros
              below) and written as the edge writes it (``FinetuneSection().adapter_dtype``, trained
              layers only: see shared.adapter_codec), a real artifact, and uploaded with
              AdapterBegin / AdapterChunk (256 KiB, as the uplink) / AdapterCommit; the
@@ -75,6 +75,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from benchmarks.finetune import prepared_model
 from benchmarks.relay import TcpRelay
 from edge.client import ClientKeys, Reply, TwinClient
 from edge.compressor import CompressorSettings
@@ -463,8 +464,8 @@ class Tally:
 
 
 def edge_adapter(spec: ModelSpec, twin_id: str, version: int, seed: int, folder: Path) -> tuple[bytes, bytes]:
-    """A real rank-8 q/v artifact of ``spec`` laid out as the edge trains it: random weights in the LoRA
-    layers (the top half, ``TrainOptions().top_layers``), zeros below, stored in the edge's default
+    """A real rank-8 artifact on the graph's targets, laid out as the edge trains it: random weights in the LoRA
+    layers (the top ``TrainOptions().top_layers``), zeros below, stored in the edge's default
     ``adapter_dtype`` (which leaves the zero layers out): (artifact bytes, manifest JSON)."""
     rng = np.random.default_rng(seed)
     first = first_lora_layer(spec.n_layers, TrainOptions().top_layers)
@@ -616,15 +617,9 @@ class Model:
 
 def resolve_model(base: str, cache: Path) -> Model:
     """The prepared ``base``; if it is not prepared, the tiny model (prepared here if needed)."""
-    found = find_prepared(cache, base)
-    if found is not None:
-        return Model(base, found, fallback=False)
-    found = find_prepared(cache, "tiny")
-    if found is None:
-        from edge.model.prepare import prepare_model  # torch etc. only when the tiny model is not ready yet
-
-        found = prepare_model("tiny", cache).path
-    return Model("tiny", found, fallback=base != "tiny")
+    if find_prepared(cache, base) is not None:
+        return Model(base, prepared_model(base, cache), fallback=False)  # re-prepared if its graph is stale
+    return Model("tiny", prepared_model("tiny", cache), fallback=base != "tiny")
 
 
 async def _measure(opts: BandwidthBench) -> dict[str, Any]:

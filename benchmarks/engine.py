@@ -10,7 +10,7 @@ Configurations, all on the same prompts (chat-formatted, one per row), the same 
     mixed       the LoRA graph, ``batch`` rows, each row a different adapter (slots 1..n_adapters)
     sequential  naive per-request serving: batch 1, the adapter written into a slot before each
                 request (the swap is timed), one request after the other
-    merged      one merged graph per tenant (W + scale * A @ B baked into the q/v weights), batch 1,
+    merged      one merged graph per tenant (W + scale * A @ B baked into the target weights), batch 1,
                 requests alternating between ``merged_tenants`` tenants' sessions
 
 tokens/s = generated tokens / wall time of the whole configuration (prefill included). Every
@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.finetune import prepared_model
 from gateway.engine import Engine, EngineOptions, GenerationRequest, SamplingParams, chat_prompt
 from shared.adapters import AdapterManifest, LoadedAdapter
 from shared.errors import ModelError
-from shared.modelspec import ModelSpec, default_cache_dir, find_prepared, lora_a_name, lora_b_name
+from shared.modelspec import ModelSpec, default_cache_dir, lora_a_name, lora_b_name
 
 TOPICS = (
     "the kitchen",
@@ -88,7 +89,7 @@ def run(
         n_adapters=n_adapters, batch=batch, new_tokens=new_tokens, rounds=rounds, threads=threads
     )
     cache = cache_dir or default_cache_dir(os.environ)
-    model_dir = _prepared(base, cache)
+    model_dir = prepared_model(base, cache)
     scratch = cache / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     _remove_dead_scratch(scratch)
@@ -106,15 +107,6 @@ def _remove_dead_scratch(scratch: Path) -> None:
         pid = stale.name.split("-")[2]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             shutil.rmtree(stale, ignore_errors=True)
-
-
-def _prepared(base: str, cache: Path) -> Path:
-    found = find_prepared(cache, base)
-    if found is not None:
-        return found
-    from edge.model.prepare import prepare_model  # torch etc. only when the model is not ready yet
-
-    return prepare_model(base, cache).path
 
 
 def _measure(model_dir: Path, work: Path, opts: BenchOptions) -> dict[str, Any]:

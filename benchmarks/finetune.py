@@ -30,7 +30,7 @@ from typing import Any
 
 from edge.finetune.round import RoundRequest
 from edge.readings import StaticRecord
-from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
+from shared.modelspec import DEFAULT_LORA_TARGETS, HF_DIR, default_cache_dir, find_prepared, load_spec
 from shared.scenario import generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,6 +130,7 @@ def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
         "round_inner_s": result["seconds"],
         "phases_s": child["phases_s"],
         "cache_s": result["cache_s"],
+        "cache_reused": result.get("cache_reused", 0),
         "train_s": result["train_s"],
         "eval_s": result["eval_s"],
         "tokens": result["tokens"],
@@ -194,10 +195,11 @@ def run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
 
 
 def prepared_model(base: str, cache: Path) -> Path:
-    """The prepared model directory of ``base`` in ``cache``, prepared first when it is not there."""
+    """The prepared model directory of ``base`` in ``cache``, prepared first when it is not there or its
+    graph lacks a default LoRA target (prepared by an older release: rounds would fail on it)."""
     found = find_prepared(cache, base)
-    if found is not None:
+    if found is not None and set(DEFAULT_LORA_TARGETS) <= set(load_spec(found).targets):
         return found
-    from edge.model.prepare import prepare_model
+    from edge.model.prepare import prepare_model  # torch etc. only when the model is not ready yet
 
     return prepare_model(base, cache).path

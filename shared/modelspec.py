@@ -49,6 +49,11 @@ LORA_INDEX = "lora_index"
 # 2: the bank's rank axis is dynamic ("lora_rank"). Older directories are rebuilt by prepare.
 FORMAT_VERSION = 2
 BANK_DTYPES = ("float32", "float16")
+# The projections LoRA goes on unless configured otherwise: attention q/v and the MLP's up/down. The
+# MLP pair is where a round's facts are learned fastest: on SmolLM2-135M (home1's 410 facts, 240 s
+# of training on the top 6 layers) exact-match accuracy on held-out paraphrases was 0.24 with q/v
+# alone, 0.45 with q/v + up/down, 0.37 with up/down alone, 0.32 with all seven (slower steps).
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ("q_proj", "v_proj", "up_proj", "down_proj")
 BankDtype = Literal["float32", "float16"]
 SHA256_HEX = r"[0-9a-f]{64}"
 # Built-in sources; anything else is a local directory path.
@@ -145,9 +150,7 @@ class ModelSpec:
     def bank_names(self) -> tuple[tuple[int, str, str, str], ...]:
         """(layer, module, A input name, B input name) for every LoRA site, in a fixed order."""
         return tuple(
-            (i, m, lora_a_name(i, m), lora_b_name(i, m))
-            for i in range(self.n_layers)
-            for m in self.target_modules
+            (i, m, lora_a_name(i, m), lora_b_name(i, m)) for i in range(self.n_layers) for m in self.target_modules
         )
 
     def to_json(self) -> str:

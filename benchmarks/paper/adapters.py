@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.finetune import home_records, prepared_model, run_child
+from benchmarks.paper.config import effective_recipe
 from edge.finetune.round import RoundRequest
 from shared.adapters import manifest_path, read_adapter
 from shared.errors import AdapterError
@@ -95,7 +96,7 @@ def train_home_adapters(
             "rounds": rounds,
             "max_time_s": max_time_s,
             "threads": threads,
-            "recipe": {k: recipe[k] for k in sorted(recipe)},
+            "recipe": effective_recipe(recipe),
         }
         folder = work / f"home{home}"
         done = _reuse(folder, key, spec)

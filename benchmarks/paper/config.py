@@ -56,7 +56,8 @@ class PaperConfig:
     def key(self) -> dict[str, Any]:
         """The settings that change what a phase measures."""
         skip = {"out", "work", "figures", "doc", "horizon_h", "link_mbps", "cache_dir"}
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+        key = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
+        return {**key, "recipe": effective_recipe(self.recipe)}
 
     def reduced(self) -> list[str]:
         """Settings other than the headline run's, as ``flag value`` strings."""
@@ -96,6 +97,22 @@ _FLAGS = {
     "server_n": "--server-n",
     "comms_hours": "--comms-hours",
 }
+
+
+# RoundRequest fields a paper run sets itself: everything else is the training recipe
+_PER_RUN = {
+    "twin_id", "version", "model_dir", "out_dir", "records", "current_adapter", "warm_start", "resume_adapter",
+    "current_score", "threads", "max_time_s", "eval_threshold", "seed",
+}  # fmt: skip
+
+
+def effective_recipe(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe a round will use: RoundRequest's defaults with ``overrides`` applied. Keys state and
+    reuse on it, so a change of the defaults (not only of ``--recipe``) retrains instead of reusing."""
+    from edge.finetune.request import RoundRequest  # the edge's request type (no torch)
+
+    defaults = {f.name: f.default for f in fields(RoundRequest) if f.name not in _PER_RUN}
+    return {k: _plain(v) for k, v in sorted({**defaults, **overrides}.items())}
 
 
 def _plain(value: Any) -> Any:

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from edge.finetune.train import TrainOptions
 from edge.readings import StaticRecord
 from shared.config.edge import AdapterDtype, FinetuneSection
+from shared.modelspec import DEFAULT_LORA_TARGETS
 from shared.typed import FieldError, Length, Range, from_plain, to_plain
 
 Status = Literal["accepted", "rejected", "skipped", "failed"]
@@ -44,9 +45,9 @@ class RoundRequest:
     current_score: Annotated[float, Range(0.0, 1.0)] | None = None  # used when there is no current_adapter
     rank: Annotated[int, Range(1, 64)] = 8
     alpha: Annotated[float, Range(0.01, 1024)] = 16.0
-    targets: Annotated[tuple[str, ...], Length(1, 16)] = ("q_proj", "v_proj")
+    targets: Annotated[tuple[str, ...], Length(1, 16)] = DEFAULT_LORA_TARGETS
     threads: Annotated[int, Range(1, 256)] = 2
-    max_steps: Annotated[int, Range(1, 1_000_000)] = 300
+    max_steps: Annotated[int, Range(1, 1_000_000)] = 1000
     max_time_s: Annotated[float, Range(1.0, 30 * 86400)] = 300.0  # the whole round (soft: eval runs to its end)
     eval_threshold: Annotated[float, Range(0.0, 1.0)] = 0.9
     keep_versions: Annotated[int, Range(1, 100)] = 3
@@ -156,6 +157,7 @@ class RoundResult:
     loss: float | None = None
     tokens: int = 0
     cache_s: float = 0.0  # the frozen lower layers, run once per example before the loop
+    cache_reused: int = 0  # train examples whose lower-layer output came from the previous round's file
     train_s: float = 0.0  # the training loop
     eval_s: float = 0.0
     seconds: float = 0.0

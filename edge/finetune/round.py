@@ -15,6 +15,9 @@ Phases (each reported through ``progress``)::
                the next round may resume from it (``resume_adapter``), so progress accumulates
     prune      keep the newest ``keep_versions`` version directories (and the one in service)
 
+The frozen lower layers' output is kept in ``<out_dir>/lower_cache.npz`` (edge.finetune.lower_store):
+a catch-up round minutes later on the same facts skips that pass and spends the time training.
+
 Only a staging directory is ever written before the final rename (``edge.finetune.versions``); it is
 removed on any exit, and one left by a killed process is removed by the next round. Memory-cap hits
 (MemoryError, a failed torch/ORT allocation) and model/adapter errors give a "failed" result; anything
@@ -36,6 +39,8 @@ from pathlib import Path
 
 from edge.finetune.dataset import FactDataset, build_dataset, eval_sample
 from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, peft_reference
+from edge.finetune.lower_store import FILE_NAME as LOWER_CACHE
+from edge.finetune.lower_store import LowerStore
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult, Status
 from edge.finetune.train import StepInfo, TrainOptions, TrainResult, load_model, train, warm_start_tensors
 from edge.finetune.versions import prune, publish, remove_dead_staging, staging, versions
@@ -77,11 +82,21 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
     if final.exists():
         return _failed(base, start, f"{final} already exists: versions are never overwritten")
     spec = load_spec(model_dir)
+    missing = sorted(set(request.targets) - set(spec.targets))
+    if missing:  # the gateway (and the eval gate's engine) could not serve it: say so before training
+        return _failed(
+            base,
+            start,
+            f"targets {missing} are not in the serving graph of {model_dir.name} (it has {list(spec.target_modules)}); "
+            f"prepare it with `llmtwin model prepare --base {spec.source} --max-rank {spec.max_rank} "
+            f"--bank-dtype {spec.bank_dtype} --targets {','.join(request.targets)}` (and the gateway's model alike)",
+        )
     report(RoundProgress("dataset", 0, 1, None, time.monotonic() - start))
     data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
     base = replace(base, records=data.records, facts=data.facts, train_examples=len(data.train))
     skip = _skip_reason(data, request.min_facts)
-    if skip is not None:
+    if skip is not None:  # and no rows of facts that are gone stay on disk
+        LowerStore(out_dir / LOWER_CACHE, spec.fingerprint).remove()
         return replace(base, status="skipped", reason=skip, seconds=time.monotonic() - start)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_dead_staging(out_dir)
@@ -95,6 +110,7 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
             loss=round(trained.final_loss, 6),
             tokens=trained.tokens,
             cache_s=round(trained.cache_seconds, 2),
+            cache_reused=trained.reused_rows,
             train_s=round(trained.seconds, 2),
             loss_curve=tuple(round(v, 5) for v in trained.losses),
         )
@@ -133,7 +149,8 @@ def _train(
     init = _warm_start(request, spec, opts)
     model = load_model(Path(request.model_dir) / HF_DIR, opts, init)
     budget = request.max_time_s * request.train_share - (time.monotonic() - start)  # the rest: eval, export
-    trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step)
+    store = LowerStore(Path(request.out_dir) / LOWER_CACHE, spec.fingerprint)
+    trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step, store)
     del model
     _release_memory()
     return trained, init is not None

@@ -38,10 +38,11 @@ from typing import Any, Literal
 import numpy as np
 
 from edge.finetune.dataset import IGNORE, Batch, Example, FactDataset, epoch_batches, make_batch
+from edge.finetune.lower_store import LowerStore, row_key
 from edge.finetune.weights import load_causal_lm
 from edge.model.runtime import quiet_libraries
 from shared.adapters import Array
-from shared.modelspec import lora_a_name, lora_b_name
+from shared.modelspec import DEFAULT_LORA_TARGETS, lora_a_name, lora_b_name
 
 StopReason = Literal["converged", "plateau", "max_steps", "max_time"]
 _PLATEAU_GAIN = 0.98  # "improved" = smoothed loss below 98% of the best so far
@@ -51,8 +52,8 @@ _PLATEAU_GAIN = 0.98  # "improved" = smoothed loss below 98% of the best so far
 class TrainOptions:
     rank: int = 8
     alpha: float = 16.0
-    targets: tuple[str, ...] = ("q_proj", "v_proj")
-    lr: float = 5e-3
+    targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    lr: float = 2e-3  # measured with the default targets: 1e-3 and 5e-3 both learned less in the same time
     b_lr_ratio: float = 4.0  # LoRA+: the B matrices' learning rate is this multiple of ``lr``
     batch_size: int = 8
     max_batch_tokens: int = 256  # rows x padded width of one step (bounds its activation memory)
@@ -63,7 +64,7 @@ class TrainOptions:
     max_grad_norm: float = 1.0  # clip the LoRA gradients' global norm to this (0: no clipping)
     patience: int = 60
     min_loss: float = 0.005
-    top_layers: float = 0.5  # LoRA on this top fraction of the layers; the rest run once per example
+    top_layers: float = 0.2  # LoRA on this top fraction of the layers; the rest run once per example
     threads: int = 2
     seed: int = 0
 
@@ -91,6 +92,7 @@ class TrainResult:
     seconds: float  # the loop, lower-layer passes included
     cache_seconds: float  # of which: the lower layers (each example once)
     tokens: int  # token positions through the top layers (prefix once per step + padded rows)
+    reused_rows: int = 0  # examples whose lower-layer output came from the previous round's store
 
     @property
     def final_loss(self) -> float:
@@ -154,16 +156,28 @@ def first_lora_layer(n_layers: int, top_layers: float) -> int:
 # the training loop
 
 
-def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress | None = None) -> TrainResult:
+def train(
+    model: Any,
+    data: FactDataset,
+    opts: TrainOptions,
+    progress: Progress | None = None,
+    store: LowerStore | None = None,
+) -> TrainResult:
     """Fine-tune ``model`` (from :func:`load_model`) in place; an exception from ``progress`` aborts.
 
-    The model is spent afterwards: its lower layers are dropped once their output is cached."""
+    ``store``: where the lower layers' output is kept between rounds (read first, rewritten when this
+    round computed rows). The model is spent afterwards: its lower layers are dropped once their
+    output is cached."""
     import torch
 
     decoder = model.base_model.model.model  # LlamaModel under PEFT: embed_tokens, layers, norm, rotary_emb
     lm_head = model.base_model.model.lm_head
     first = first_lora_layer(len(decoder.layers), opts.top_layers)
-    lower = LowerCache(decoder, first, data.prefix, data.train)
+    known = store.load(first, data.prefix) if store is not None else {}
+    lower = LowerCache(decoder, first, data.prefix, data.train, known)
+    reused = len(data.train) - lower.missing
+    stale = len(known) > reused  # rows of examples that are gone (a fact changed or was removed)
+    del known
     prefix_h = lower.prefix_h  # [1, P, H]
 
     # LoRA+ (Hayou et al., 2024): B learns faster than A; each group's lr is a multiple of the schedule
@@ -220,8 +234,13 @@ def train(model: Any, data: FactDataset, opts: TrainOptions, progress: Progress 
     gc.collect()
     tensors = adapter_tensors(model, opts.targets, opts.rank)
     seconds = time.monotonic() - start
+    if store is not None and (lower.computed or stale):
+        try:
+            store.save(first, data.prefix, lower.known_rows())
+        except Exception:  # a cache: a full disk or no memory left for the copy must not fail a trained round
+            store.remove()
     planned = len(losses) if by_time else planned
-    return TrainResult(tensors, losses, len(losses), planned, stop, seconds, lower.seconds, tokens)
+    return TrainResult(tensors, losses, len(losses), planned, stop, seconds, lower.seconds, tokens, reused)
 
 
 class EarlyStop:
@@ -309,11 +328,20 @@ def run_layers(decoder: Any, layers: Sequence[Any], hidden: Any, offset: int, kv
 
 class LowerCache:
     """Hidden states entering layer ``first`` (after the frozen, LoRA-free lower layers): the prefix's
-    [1, P, H] up front, each example's [S_i, H] the first time a batch uses it, kept from then on.
-    Once every example has been through, the lower layers are dropped and their memory goes back
-    (edge.finetune.weights). A round cut short by its time budget pays only for what it used."""
+    [1, P, H] up front, each example's [S_i, H] the first time a batch uses it, kept from then on
+    (in float16: half the memory, and exactly what :mod:`edge.finetune.lower_store` keeps on disk).
+    ``known`` rows (a previous round's, by token sequence) are used as they are. Once every example
+    has its row, the lower layers are dropped and their memory goes back (edge.finetune.weights). A
+    round cut short by its time budget pays only for what it used."""
 
-    def __init__(self, decoder: Any, first: int, prefix: Sequence[int], examples: Sequence[Example]) -> None:
+    def __init__(
+        self,
+        decoder: Any,
+        first: int,
+        prefix: Sequence[int],
+        examples: Sequence[Example],
+        known: Mapping[bytes, Array] | None = None,
+    ) -> None:
         import torch
 
         start = time.monotonic()
@@ -324,22 +352,42 @@ class LowerCache:
             self.prefix_h = run_layers(decoder, decoder.layers[:first], decoder.embed_tokens(ids), 0, self.kv)
         self.rows: list[Any] = [None] * len(examples)
         self.missing = len(examples)
+        self.computed = 0  # rows this round had to run the lower layers for
+        for i, example in enumerate(examples):
+            suffix = _suffix(example, self.prefix_len)
+            row = (known or {}).get(row_key(suffix))
+            if row is not None and row.shape == (len(suffix), self.prefix_h.shape[-1]):
+                self.rows[i] = torch.from_numpy(np.array(row, dtype=np.float16))  # a copy: the file's array goes
+                self.missing -= 1
+        self._drop_lower_if_done()
         self.seconds = time.monotonic() - start
 
     def batch(self, indices: Sequence[int]) -> Any:
-        """The rows of ``indices``, right-padded with zeros into one [B, S, H] tensor."""
+        """The rows of ``indices``, right-padded with zeros into one float32 [B, S, H] tensor."""
         import torch
 
         todo = [i for i in indices if self.rows[i] is None]
         if todo:
             self._fill(todo)
-        return torch.nn.utils.rnn.pad_sequence([self.rows[i] for i in indices], batch_first=True)
+        return torch.nn.utils.rnn.pad_sequence([self.rows[i] for i in indices], batch_first=True).float()
+
+    def known_rows(self) -> dict[bytes, Array]:
+        """:func:`~edge.finetune.lower_store.row_key` -> float16 [S, H] of every example that has a
+        float16 row (for the next round)."""
+        import torch
+
+        pairs = zip(self.examples, self.rows, strict=True)
+        return {
+            row_key(_suffix(e, self.prefix_len)): row.numpy()
+            for e, row in pairs
+            if row is not None and row.dtype == torch.float16
+        }
 
     def _fill(self, todo: Sequence[int]) -> None:
         import torch
 
         start = time.monotonic()
-        seqs = [(*self.examples[i].prompt[self.prefix_len :], *self.examples[i].answer) for i in todo]
+        seqs = [_suffix(self.examples[i], self.prefix_len) for i in todo]
         ids = torch.zeros(len(seqs), max(map(len, seqs)), dtype=torch.long)  # right padding: never attended
         for r, seq in enumerate(seqs):
             ids[r, : len(seq)] = torch.tensor(seq)
@@ -349,12 +397,26 @@ class LowerCache:
             lower = self.decoder.layers[: self.first]
             hidden = run_layers(self.decoder, lower, self.decoder.embed_tokens(ids), self.prefix_len, kv)  # [b, S, H]
         for r, i in enumerate(todo):
-            self.rows[i] = hidden[r, : len(seqs[r])].clone()
+            row = hidden[r, : len(seqs[r])]
+            half = row.to(torch.float16)
+            self.rows[i] = half if bool(torch.isfinite(half).all()) else row.clone()  # float32 where float16 overflows
         self.missing -= len(todo)
+        self.computed += len(todo)
+        self._drop_lower_if_done()
+        self.seconds += time.monotonic() - start
+
+    def _drop_lower_if_done(self) -> None:
+        import torch
+
         if self.missing == 0:  # never run again this round
+            self.kv.kv.clear()
             for layer in range(self.first):
                 self.decoder.layers[layer] = torch.nn.Identity()
-        self.seconds += time.monotonic() - start
+
+
+def _suffix(example: Example, prefix_len: int) -> tuple[int, ...]:
+    """An example's tokens after the shared prefix: its question's rest, then the answer."""
+    return (*example.prompt[prefix_len:], *example.answer)
 
 
 def batch_loss(decoder: Any, lm_head: Any, first: int, prefix_h: Any, rows_h: Any, batch: Batch) -> Any:

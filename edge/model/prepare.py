@@ -38,6 +38,7 @@ from shared.modelspec import (
     BANK_DTYPES,
     BASE_ONNX_FILE,
     BUILTIN_BASES,
+    DEFAULT_LORA_TARGETS,
     HF_DIR,
     MODELS_DIR,
     ONNX_FILE,
@@ -60,7 +61,7 @@ class PrepareOptions:
     """LoRA serving settings baked into the graph. Adapters of rank <= max_rank fit a bank slot."""
 
     max_rank: int = 16
-    targets: tuple[str, ...] = ("q_proj", "v_proj")
+    targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     bank_dtype: BankDtype = "float32"
     tolerance: Tolerance = field(default_factory=Tolerance)
 
@@ -108,7 +109,7 @@ def prepare_model(
     cache_dir: Path,
     *,
     max_rank: int = 16,
-    targets: Sequence[str] = ("q_proj", "v_proj"),
+    targets: Sequence[str] = DEFAULT_LORA_TARGETS,
     bank_dtype: BankDtype = "float32",
     progress: Progress | None = None,
     tolerance: Tolerance | None = None,
@@ -120,9 +121,7 @@ def prepare_model(
     cache_dir.mkdir(parents=True, exist_ok=True)
     remove_dead_staging(cache_dir / "tmp", STAGING_PREFIX)
     source = base if base in BUILTIN_BASES else str(Path(base).expanduser().resolve())
-    earlier = (
-        find_prepared(cache_dir, base) if base == "smollm2-135m" else None
-    )  # conversion is the slow part
+    earlier = find_prepared(cache_dir, base) if base == "smollm2-135m" else None  # conversion is the slow part
     if earlier is not None:
         spec = load_spec(earlier)
         if opts.matches(spec):

@@ -16,7 +16,10 @@ Writes must happen between runs (the engine is single-threaded; the registry loa
 and never into a slot a running row uses (see ``Generator.active_slots``).
 
 Memory at full rank: slots * sum over sites of max_rank * (d_in + d_out) * itemsize; SmolLM2 with
-q_proj, v_proj and max_rank 16: 3.7 MB per slot in float32, half in float16.
+the default targets (q_proj, v_proj, up_proj, down_proj): 11.8 MB per slot at rank 16 in float32,
+5.9 MB at rank 8 (q_proj and v_proj alone: 3.7 / 1.8 MB); half that in float16. Every layer has
+sites, though edge rounds put LoRA on the top fifth only: a graph with sites in those layers alone
+would need a fifth of this (not done yet).
 """
 
 from __future__ import annotations

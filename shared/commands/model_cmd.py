@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.modelspec import default_cache_dir
+from shared.modelspec import DEFAULT_LORA_TARGETS, default_cache_dir
 
 
 def register(sub: Any) -> None:
@@ -25,7 +25,7 @@ def register(sub: Any) -> None:
     prep.add_argument("--base", default="smollm2-135m", help="smollm2-135m | tiny | PATH")
     prep.add_argument("--cache-dir", type=Path, help="default: $XDG_CACHE_HOME/llmtwin")
     prep.add_argument("--max-rank", type=int, default=16, help="largest LoRA rank the graph serves")
-    prep.add_argument("--targets", default="q_proj,v_proj", help="comma-separated target projections")
+    prep.add_argument("--targets", default=",".join(DEFAULT_LORA_TARGETS), help="comma-separated target projections")
     prep.add_argument("--bank-dtype", choices=("float32", "float16"), default="float32")
     prep.set_defaults(handler=_prepare)
 

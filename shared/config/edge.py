@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
+from shared.modelspec import DEFAULT_LORA_TARGETS
 from shared.protocol.messages import TWIN_ID_RE
 from shared.typed import FieldError, Length, Pattern, Range
 
@@ -120,9 +121,7 @@ class StateSection:
     share: Literal["private", "group", "region"] = "private"  # who may see this twin's state prompts
     static_attributes: Annotated[tuple[str, ...], Length(0, 1024)] = ()
     sensitive_attributes: Annotated[tuple[str, ...], Length(0, 1024)] = ()
-    deadbands: Annotated[dict[str, Annotated[float, Range(0, 1e9)]], Length(0, 256)] = field(
-        default_factory=dict
-    )
+    deadbands: Annotated[dict[str, Annotated[float, Range(0, 1e9)]], Length(0, 256)] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +135,11 @@ class FinetuneSection:
     threads: Annotated[int, Range(1, 256)] = 2
     niceness: Annotated[int, Range(0, 19)] = 10
     memory_cap_mb: Annotated[int, Range(256, 1 << 20)] = 1536
-    max_steps: Annotated[int, Range(1, 1_000_000)] = 300
+    max_steps: Annotated[int, Range(1, 1_000_000)] = 1000  # a cap; max_time_s is what bounds a round
     max_time_s: Seconds = 300.0
     rank: Annotated[int, Range(1, 64)] = 8
     alpha: Annotated[float, Range(0.01, 1024)] = 16.0
-    targets: Annotated[tuple[str, ...], Length(1, 16)] = ("q_proj", "v_proj")
+    targets: Annotated[tuple[str, ...], Length(1, 16)] = DEFAULT_LORA_TARGETS
     eval_threshold: Annotated[float, Range(0.0, 1.0)] = 0.9
     static_change_threshold: Annotated[float, Range(0.0, 1.0)] = 0.05
     # below the gate but still improving: the next round resumes after this pause instead of λ

@@ -67,7 +67,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     assert cfg.device.data_dir == tmp_path / "state"
     assert cfg.gateway.server_public_key == tmp_path / "keys" / "server.key"
     assert isinstance(cfg.sources[0], SimulatorSource)
-    assert cfg.finetune.targets == ("q_proj", "v_proj")  # defaults apply
+    assert cfg.finetune.targets == ("q_proj", "v_proj", "up_proj", "down_proj")  # defaults apply
 
 
 def test_tagged_sources_pick_their_type(tmp_path: Path) -> None:

@@ -131,6 +131,16 @@ def test_empty_or_tiny_data_is_skipped(tiny_model: Path, tmp_path: Path, records
     assert versions(tmp_path) == [] and leftovers(tmp_path) == []
 
 
+def test_targets_the_serving_graph_lacks_fail_before_training(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
+) -> None:
+    result = run_round(request_for(tiny_model, tmp_path, records, targets=("q_proj", "k_proj")))
+    assert result.status == "failed" and result.steps == 0
+    assert "['k_proj'] are not in the serving graph" in result.reason
+    assert "llmtwin model prepare --targets q_proj,k_proj" in result.reason
+    assert versions(tmp_path) == [] and leftovers(tmp_path) == []
+
+
 def test_an_interrupted_round_leaves_nothing(
     tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
 ) -> None:
@@ -157,6 +167,9 @@ def test_the_gate_refuses_a_worse_adapter_and_keeps_it_as_a_resume_point(
     read_adapter(checkpoint, load_spec(tiny_model))  # complete and verifiable, never published as a version
     resumed = run_round(request_for(tiny_model, tmp_path, records, version=2, resume_adapter=str(checkpoint)))
     assert resumed.status == "accepted" and resumed.warm_start  # training continued from the candidate
+    # the rows round 1's six steps computed come from its lower_cache.npz; the lower layers ran for the rest only
+    assert worse.cache_reused == 0 and 0 < resumed.cache_reused < resumed.train_examples
+    assert (tmp_path / "lower_cache.npz").stat().st_mode & 0o777 == 0o600
     for v in (3, 4):
         run_round(request_for(tiny_model, tmp_path, records, version=v, current_score=1.0))
     assert sorted(p.name for p in (tmp_path / "candidates").iterdir()) == ["v3", "v4"]  # the newest two kept

@@ -59,8 +59,9 @@ def test_tiny_layout_and_spec(tiny: PreparedModel) -> None:
         2,
         2,
     )
-    assert spec.targets == {"q_proj": (64, 64), "v_proj": (64, 32)}
+    assert spec.targets == {"q_proj": (64, 64), "v_proj": (64, 32), "up_proj": (64, 128), "down_proj": (128, 64)}
     assert spec.module_paths["v_proj"] == "model.layers.{layer}.self_attn.v_proj"
+    assert spec.module_paths["down_proj"] == "model.layers.{layer}.mlp.down_proj"
     assert spec.eos_token_ids == (2,) and spec.has_chat_template
     assert {"lora_index", lora_a_name(1, "q_proj"), lora_b_name(0, "v_proj")} <= set(spec.input_names)
     v = spec.validation
