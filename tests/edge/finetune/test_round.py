@@ -124,8 +124,10 @@ def test_same_seed_same_adapter_bytes(
 
 
 def test_empty_or_tiny_data_is_skipped(tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]) -> None:
+    (tmp_path / "lower_cache.npz").write_bytes(b"rows of facts that are gone")
     empty = run_round(request_for(tiny_model, tmp_path, ()))
     assert (empty.status, empty.reason) == ("skipped", "no static records")
+    assert not (tmp_path / "lower_cache.npz").exists()  # nothing derived from removed facts stays
     one = run_round(request_for(tiny_model, tmp_path, records[:1]))
     assert one.status == "skipped" and "askable static facts" in one.reason
     assert versions(tmp_path) == [] and leftovers(tmp_path) == []
@@ -137,7 +139,8 @@ def test_targets_the_serving_graph_lacks_fail_before_training(
     result = run_round(request_for(tiny_model, tmp_path, records, targets=("q_proj", "k_proj")))
     assert result.status == "failed" and result.steps == 0
     assert "['k_proj'] are not in the serving graph" in result.reason
-    assert "llmtwin model prepare --targets q_proj,k_proj" in result.reason
+    hint = "llmtwin model prepare --base tiny --max-rank 16 --bank-dtype float32 --targets q_proj,k_proj"
+    assert hint in result.reason
     assert versions(tmp_path) == [] and leftovers(tmp_path) == []
 
 
