@@ -34,7 +34,7 @@ class PaperConfig:
     homes: tuple[int, ...] = (1, 2, 3)
     n_homes: int = 3
     seed: int = 7
-    rounds: int = 1
+    rounds: int = 2  # fine-tuning rounds per home: a cold round, then one catch-up round (as the daemon runs them)
     max_time_s: float = 300.0
     threads: int = 2
     sizes_normal: tuple[int, ...] = (100, 500, 1000)

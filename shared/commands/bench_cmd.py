@@ -165,7 +165,7 @@ def _register_paper(names: Any) -> None:
     paper.add_argument("--cache-dir", type=Path)
     paper.add_argument("--work", type=Path, default=Path(".paper"), help="adapters and phase state (resumable)")
     paper.add_argument("--homes", default="1,2,3", help="homes of the default scenario, e.g. 1,2,3")
-    paper.add_argument("--rounds", type=int, default=1, help="fine-tuning rounds per home (each warm-started)")
+    paper.add_argument("--rounds", type=int, default=2, help="fine-tuning rounds per home (each warm-started)")
     paper.add_argument("--max-time", type=float, default=300.0, help="each round's time budget (s)")
     paper.add_argument("--threads", type=int, default=2)
     paper.add_argument("--normal-sizes", default="100,500,1000", help="normal-prompt counts")
