@@ -79,12 +79,11 @@ class LowerStore:
         order = list(rows)
         keys = np.frombuffer(b"".join(order), dtype=np.uint8).reshape(len(order), 32)
         lengths = np.array([rows[k].shape[0] for k in order], dtype=np.int64)
-        width = next(iter(rows.values())).shape[1] if rows else 0
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as out:
-                hidden = np.concatenate([rows[k] for k in order]) if order else np.zeros((0, width), np.float16)
+                hidden = np.concatenate([rows[k] for k in order]) if order else np.zeros((0, 0), np.float16)
                 np.savez(out, header=self._header(first, prefix), keys=keys, lengths=lengths, hidden=hidden)
                 del hidden
                 out.flush()
