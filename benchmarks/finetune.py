@@ -131,6 +131,7 @@ def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
         "phases_s": child["phases_s"],
         "cache_s": result["cache_s"],
         "cache_reused": result.get("cache_reused", 0),
+        "losses_known": result.get("losses_known", 0),
         "train_s": result["train_s"],
         "eval_s": result["eval_s"],
         "tokens": result["tokens"],

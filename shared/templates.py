@@ -18,9 +18,13 @@ a retrieval cue) and the object never appears in an answer. :func:`pairs` enforc
 builds: a fact whose answer is already spelled out in its question (a "kitchen" light's room) teaches
 nothing and is left out.
 
-Every attribute kind has at least four paraphrased question templates, split into ``train`` ones and
-``heldout`` ones. The held-out ones are never trained on; the eval gate measures whether the twin answers
-a question worded in a way it has not seen. Values render deterministically: units from the
+Every attribute kind has seven or eight ``train`` paraphrases and two ``heldout`` ones. The held-out ones
+are never trained on; the eval gate measures whether the twin answers a question worded in a way it has
+not seen. With four train paraphrases per kind the twin learned the phrasings more than the facts: on
+home1 it answered 0.99 of train-worded questions and 0.86 of held-out ones, and every held-out
+possessive ("What's the <object>'s <attribute>?") did worse, none of the four having that shape. The
+wider set (a terse possessive, "For the <object>, ...", "Look up ...", synonyms) closed most of that gap
+(edge.finetune.focus has the numbers); the held-out templates were left exactly as they were. Values render deterministically: units from the
 attribute's suffix, ``min_X``/``max_X`` merged into one "X range" fact, lists joined with ", ",
 booleans as yes/no, floats in their shortest round-trip form, snake_case identifiers as words.
 """
@@ -110,6 +114,10 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("what_is", "What is the {attr} of the {obj}?"),
             ("tell_me", "Tell me the {attr} of the {obj}."),
             ("bare", "{obj} {attr}?"),
+            ("short_possessive", "{obj}'s {attr}?"),
+            ("which", "Which {attr} does the {obj} have?"),
+            ("for_the", "For the {obj}, what is the {attr}?"),
+            ("look_up", "Look up the {attr} of the {obj}."),
         ],
         [("possessive", "What's the {obj}'s {attr}?"), ("could_you", "Could you give me the {attr} of the {obj}?")],
     ),
@@ -120,6 +128,10 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("who_makes", "Who makes the {obj}?"),
             ("brand", "Which brand is the {obj}?"),
             ("who_made", "Who manufactured the {obj}?"),
+            ("short_possessive", "{obj}'s manufacturer?"),
+            ("maker_of", "Who is the maker of the {obj}?"),
+            ("for_the", "For the {obj}, which manufacturer?"),
+            ("produced", "Which manufacturer produced the {obj}?"),
         ],
         [("company", "What company makes the {obj}?"), ("possessive", "What's the brand of the {obj}?")],
     ),
@@ -130,6 +142,10 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("what_model", "What model is the {obj}?"),
             ("which_model", "Which model is the {obj}?"),
             ("tell_me", "Tell me the model of the {obj}."),
+            ("short_possessive", "{obj}'s model?"),
+            ("model_number", "What is the model number of the {obj}?"),
+            ("for_the", "For the {obj}, which model?"),
+            ("name", "Name the model of the {obj}."),
         ],
         [("possessive", "What's the {obj}'s model?"), ("product", "Which product model is the {obj}?")],
     ),
@@ -140,6 +156,9 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("what_is", "What is the {attr} of the {obj}?"),
             ("which_year", "Which year is the {attr} of the {obj}?"),
             ("tell_me", "Tell me the {attr} of the {obj}."),
+            ("short_possessive", "{obj}'s {attr}?"),
+            ("for_the", "For the {obj}, which year is the {attr}?"),
+            ("look_up", "Look up the {attr} of the {obj}."),
         ],
         [("possessive", "What's the {obj}'s {attr}?"), ("listed", "Which year is listed as the {obj}'s {attr}?")],
     ),
@@ -150,6 +169,10 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("what_is", "What is the {attr} range of the {obj}?"),
             ("supports", "Which {attr} range does the {obj} support?"),
             ("tell_me", "Tell me the {attr} range of the {obj}."),
+            ("short_possessive", "{obj}'s {attr} range?"),
+            ("min_max", "What are the minimum and maximum {attr} of the {obj}?"),
+            ("for_the", "For the {obj}, what {attr} range applies?"),
+            ("how_far", "How low and how high can the {attr} of the {obj} go?"),
         ],
         [
             ("possessive", "What's the {obj}'s {attr} range?"),
@@ -163,6 +186,10 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("what_are", "What are the {attr} of the {obj}?"),
             ("which", "Which {attr} does the {obj} have?"),
             ("list", "List the {attr} of the {obj}."),
+            ("short_possessive", "{obj}'s {attr}?"),
+            ("are_there", "Which {attr} are there on the {obj}?"),
+            ("for_the", "For the {obj}, what are the {attr}?"),
+            ("look_up", "Look up the {attr} of the {obj}."),
         ],
         [("possessive", "What are the {obj}'s {attr}?"), ("name", "Name the {attr} of the {obj}.")],
     ),
@@ -173,6 +200,9 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("does_have", "Does the {obj} have {attr}?"),
             ("available", "Is {attr} available on the {obj}?"),
             ("is_there", "Is there {attr} on the {obj}?"),
+            ("supports", "Does the {obj} support {attr}?"),
+            ("equipped", "Is the {obj} equipped with {attr}?"),
+            ("for_the", "For the {obj}, is there {attr}?"),
         ],
         [("offer", "Does the {obj} offer {attr}?"), ("possessive", "Has the {obj} got {attr}?")],
     ),

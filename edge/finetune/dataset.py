@@ -118,13 +118,20 @@ def eval_sample(heldout: Sequence[Example], per_fact: int, seed: int, limit: int
 
 
 def epoch_batches(
-    examples: Sequence[Example], prefix_len: int, batch_size: int, rng: random.Random, max_tokens: int | None = None
+    examples: Sequence[Example],
+    prefix_len: int,
+    batch_size: int,
+    rng: random.Random,
+    max_tokens: int | None = None,
+    keep: Sequence[float] | None = None,
 ) -> list[list[int]]:
     """One pass over ``examples`` in random order, bucketed by length, as lists of indices: shuffle,
     sort windows of 8 batches by length, cut into batches of at most ``batch_size`` rows and (when
     given) ``max_tokens`` padded positions (a batch of long answers gets fewer rows: it bounds the
     activation memory of a step), shuffle the batches."""
     order = list(range(len(examples)))
+    if keep is not None:  # a drawn subset: example i with odds keep[i]
+        order = [i for i in order if keep[i] >= 1.0 or rng.random() < keep[i]] or order
     rng.shuffle(order)
     window = batch_size * 8
     groups: list[list[int]] = []

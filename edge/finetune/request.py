@@ -61,6 +61,8 @@ class RoundRequest:
     epochs: Annotated[float, Range(0.01, 1000)] = _RECIPE.epochs
     top_layers: Annotated[float, Range(0.01, 1.0)] = _RECIPE.top_layers
     max_grad_norm: Annotated[float, Range(0.0, 1e6)] = _RECIPE.max_grad_norm
+    focus_loss: Annotated[float, Range(0.0, 100.0)] = _RECIPE.focus_loss
+    min_visit: Annotated[float, Range(0.01, 1.0)] = _RECIPE.min_visit
     eval_limit: Annotated[int, Range(1, 1_000_000)] | None = 200  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
     min_facts: Annotated[int, Range(1, 1_000_000)] = 4
@@ -85,6 +87,8 @@ class RoundRequest:
             max_time_s=self.max_time_s,
             top_layers=self.top_layers,
             max_grad_norm=self.max_grad_norm,
+            focus_loss=self.focus_loss,
+            min_visit=self.min_visit,
             threads=self.threads,
             seed=self.seed,
         )
@@ -158,6 +162,7 @@ class RoundResult:
     tokens: int = 0
     cache_s: float = 0.0  # the frozen lower layers, run once per example before the loop
     cache_reused: int = 0  # train examples whose lower-layer output came from the previous round's file
+    losses_known: int = 0  # train examples whose last loss came with the adapter it started from (focus)
     train_s: float = 0.0  # the training loop
     eval_s: float = 0.0
     seconds: float = 0.0

@@ -39,6 +39,8 @@ from pathlib import Path
 
 from edge.finetune.dataset import FactDataset, build_dataset, eval_sample
 from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, peft_reference
+from edge.finetune.focus import FILE_NAME as EXAMPLE_LOSSES
+from edge.finetune.focus import load_losses, save_losses
 from edge.finetune.lower_store import FILE_NAME as LOWER_CACHE
 from edge.finetune.lower_store import LowerStore
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult, Status
@@ -111,6 +113,7 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
             tokens=trained.tokens,
             cache_s=round(trained.cache_seconds, 2),
             cache_reused=trained.reused_rows,
+            losses_known=trained.losses_known,
             train_s=round(trained.seconds, 2),
             loss_curve=tuple(round(v, 5) for v in trained.losses),
         )
@@ -146,11 +149,12 @@ def _train(
         report(RoundProgress("train", info.step, info.planned_steps, info.loss, time.monotonic() - start))
 
     opts = request.train_options()
-    init = _warm_start(request, spec, opts)
+    init, source = _warm_start(request, spec, opts)
     model = load_model(Path(request.model_dir) / HF_DIR, opts, init)
     budget = request.max_time_s * request.train_share - (time.monotonic() - start)  # the rest: eval, export
     store = LowerStore(Path(request.out_dir) / LOWER_CACHE, spec.fingerprint)
-    trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step, store)
+    seen = load_losses(source.with_name(EXAMPLE_LOSSES)) if init is not None and source is not None else {}
+    trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step, store, seen)
     del model
     _release_memory()
     return trained, init is not None
@@ -175,6 +179,7 @@ def _evaluate_and_export(
     write_adapter(stage / ARTIFACT_NAME, trained.tensors, manifest)
     # full precision beside it, never uploaded: the next round resumes from this, not from the rounded copy
     write_adapter(stage / TRAIN_STATE_NAME, trained.tensors, replace(manifest, dtype="float32"))
+    save_losses(stage / EXAMPLE_LOSSES, trained.example_losses)  # where the next round's epochs start
     if not ok:  # kept as a candidate: training progress carries over to the next round
         checkpoint = Path(request.out_dir) / CANDIDATES / f"v{request.version}" / ARTIFACT_NAME
         return replace(base, status="rejected", reason=why + note + _misses(score), checkpoint_path=str(checkpoint))
@@ -278,16 +283,21 @@ def _manifest(request: RoundRequest, adapter: LoadedAdapter, result: RoundResult
     return replace(adapter.manifest, training={k: v for k, v in summary.items() if v is not None})
 
 
-def _warm_start(request: RoundRequest, spec: ModelSpec, opts: TrainOptions) -> dict[str, Array] | None:
-    """The adapter in service as the starting point (λ-periodic rounds accumulate), when it fits."""
+def _warm_start(
+    request: RoundRequest, spec: ModelSpec, opts: TrainOptions
+) -> tuple[dict[str, Array] | None, Path | None]:
+    """The adapter in service (or the resume point) as the starting point (λ-periodic rounds
+    accumulate), when it fits, and the artifact it came from (its version directory has its losses)."""
     if not request.warm_start:
-        return None
-    current = _resume_adapter(request, spec) if request.resume_adapter else _current_adapter(request, spec)[0]
-    if current is None:
-        return None
-    current = _training_state(request, current, spec)
-    man = current.manifest
-    return warm_start_tensors(current.tensors, man.rank, man.alpha, opts, spec.n_layers)
+        return None, None
+    for source in (request.resume_adapter, request.current_adapter):  # gone or damaged: try the next
+        if source is None:
+            continue
+        with contextlib.suppress(AdapterError):
+            current = _training_state(request, read_adapter(Path(source), spec), spec)
+            man = current.manifest
+            return warm_start_tensors(current.tensors, man.rank, man.alpha, opts, spec.n_layers), Path(source)
+    return None, None
 
 
 def _training_state(request: RoundRequest, adapter: LoadedAdapter, spec: ModelSpec) -> LoadedAdapter:
@@ -304,14 +314,6 @@ def _training_state(request: RoundRequest, adapter: LoadedAdapter, spec: ModelSp
         if (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version):
             return state
     return adapter
-
-
-def _resume_adapter(request: RoundRequest, spec: ModelSpec) -> LoadedAdapter | None:
-    assert request.resume_adapter is not None
-    try:
-        return read_adapter(Path(request.resume_adapter), spec)
-    except AdapterError:  # gone or damaged: start from the adapter in service instead
-        return _current_adapter(request, spec)[0]
 
 
 def _current_adapter(request: RoundRequest, spec: ModelSpec) -> tuple[LoadedAdapter | None, str]:

@@ -10,10 +10,11 @@ free those layers once every example has been through; each step runs the top la
     step:   top(prefix_h)          -> K/V of the prefix per top layer [1, kv_heads, P, head_dim], with grad
             h = top(rows_h [B, S, H] attending to prefix K/V + causal)  [B, S, H]
             logits = lm_head(norm(h)[answer positions])               [N, vocab]   N answer tokens, not B * S
-            loss = mean over examples of the mean token cross-entropy of its answer
+            loss = mean cross-entropy over the N answer tokens          (each example's own mean kept too)
 
 The shared prefix runs once per step instead of once per row, and the 49,152-wide lm_head only on
-answer positions. Only the LoRA A/B matrices require grad. Everything here is a plain function of the
+answer positions. Epochs are drawn (:mod:`edge.finetune.focus`): an example the adapter already answers
+with a low loss comes back less often, so the steps go to the facts not yet learned (numbers, mostly). Only the LoRA A/B matrices require grad. Everything here is a plain function of the
 seed and the step (LoRA init, batch order, learning-rate schedule) unless the time budget binds:
 then, after the warmup, the learning rate decays over the *time* left (the fraction of the budget
 spent, not of the steps planned) and the loop runs until the budget is spent, so a slow start (the
@@ -38,6 +39,7 @@ from typing import Any, Literal
 import numpy as np
 
 from edge.finetune.dataset import IGNORE, Batch, Example, FactDataset, epoch_batches, make_batch
+from edge.finetune.focus import visit_share
 from edge.finetune.lower_store import LowerStore, row_key
 from edge.finetune.weights import load_causal_lm
 from edge.model.runtime import quiet_libraries
@@ -64,6 +66,8 @@ class TrainOptions:
     max_grad_norm: float = 1.0  # clip the LoRA gradients' global norm to this (0: no clipping)
     patience: int = 60
     min_loss: float = 0.005
+    focus_loss: float = 0.2  # an epoch draws an example whose last loss is below this with odds loss/focus_loss,
+    min_visit: float = 0.2  # but at least these (edge.finetune.focus; focus_loss 0: every example, every epoch)
     top_layers: float = 0.2  # LoRA on this top fraction of the layers; the rest run once per example
     threads: int = 2
     seed: int = 0
@@ -93,6 +97,8 @@ class TrainResult:
     cache_seconds: float  # of which: the lower layers (each example once)
     tokens: int  # token positions through the top layers (prefix once per step + padded rows)
     reused_rows: int = 0  # examples whose lower-layer output came from the previous round's store
+    losses_known: int = 0  # examples whose loss at the start came in ``example_losses`` (edge.finetune.focus)
+    example_losses: dict[bytes, float] = field(default_factory=dict, repr=False)  # row key -> loss at last visit
 
     @property
     def final_loss(self) -> float:
@@ -162,12 +168,14 @@ def train(
     opts: TrainOptions,
     progress: Progress | None = None,
     store: LowerStore | None = None,
+    example_losses: Mapping[bytes, float] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` (from :func:`load_model`) in place; an exception from ``progress`` aborts.
 
     ``store``: where the lower layers' output is kept between rounds (read first, rewritten when this
-    round computed rows). The model is spent afterwards: its lower layers are dropped once their
-    output is cached."""
+    round computed rows). ``example_losses``: each example's loss when the adapter ``model`` starts from last
+    saw it (edge.finetune.focus; by row key), so the first epoch already skips what it knows. The model
+    is spent afterwards: its lower layers are dropped once their output is cached."""
     import torch
 
     decoder = model.base_model.model.model  # LlamaModel under PEFT: embed_tokens, layers, norm, rotary_emb
@@ -188,8 +196,12 @@ def train(
     )
     rng = random.Random(opts.seed)
     pad_id = data.train[0].answer[-1]  # eos: padded positions carry no loss anyway
-    queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens)
-    steps_per_epoch = len(queue)
+    keys = [row_key(_suffix(e, len(data.prefix))) for e in data.train]
+    seen: list[float | None] = [(example_losses or {}).get(k) for k in keys]  # each example's loss at its last visit
+    known_at_start = sum(v is not None for v in seen)
+    full = epoch_batches(data.train, len(data.prefix), opts.batch_size, random.Random(opts.seed), opts.max_batch_tokens)
+    steps_per_epoch = len(full)  # of an epoch that takes every example
+    queue: list[list[int]] = []
     planned = max(1, min(opts.max_steps, math.ceil(opts.epochs * steps_per_epoch)))
     losses: list[float] = []
     early = EarlyStop(window=steps_per_epoch, patience=max(opts.patience, steps_per_epoch), min_loss=opts.min_loss)
@@ -200,13 +212,16 @@ def train(
     while step < planned:
         step += 1
         if not queue:
-            queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens)
+            keep = [visit_share(seen[i], opts.focus_loss, opts.min_visit) for i in range(len(data.train))]
+            queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens, keep)
         rows = queue.pop()
         batch = make_batch([data.train[i] for i in rows], len(data.prefix), pad_id)
         now_lr = lr_at_fraction(_elapsed_share(start, opts), opts) if by_time else lr_at(step, planned, opts)
         for group in optimizer.param_groups:
             group["lr"] = now_lr * group["scale"]
-        loss = batch_loss(decoder, lm_head, first, prefix_h, lower.batch(rows), batch)
+        loss, per_example = answer_losses(decoder, lm_head, first, prefix_h, lower.batch(rows), batch)
+        for i, value in zip(rows, per_example.tolist(), strict=True):
+            seen[i] = value
         loss.backward()
         if opts.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(lora_a + lora_b, opts.max_grad_norm)
@@ -240,7 +255,10 @@ def train(
         except Exception:  # a cache: a full disk or no memory left for the copy must not fail a trained round
             store.remove()
     planned = len(losses) if by_time else planned
-    return TrainResult(tensors, losses, len(losses), planned, stop, seconds, lower.seconds, tokens, reused)
+    measured = {k: v for k, v in zip(keys, seen, strict=True) if v is not None}
+    return TrainResult(
+        tensors, losses, len(losses), planned, stop, seconds, lower.seconds, tokens, reused, known_at_start, measured
+    )
 
 
 class EarlyStop:
@@ -420,7 +438,14 @@ def _suffix(example: Example, prefix_len: int) -> tuple[int, ...]:
 
 
 def batch_loss(decoder: Any, lm_head: Any, first: int, prefix_h: Any, rows_h: Any, batch: Batch) -> Any:
-    """Per-example mean answer cross-entropy, averaged over the batch (a scalar with grad)."""
+    """Mean cross-entropy over every answer token of the batch (a scalar with grad)."""
+    return answer_losses(decoder, lm_head, first, prefix_h, rows_h, batch)[0]
+
+
+def answer_losses(decoder: Any, lm_head: Any, first: int, prefix_h: Any, rows_h: Any, batch: Batch) -> tuple[Any, Any]:
+    """(mean cross-entropy over every answer token of the batch, with grad; each example's mean over its
+    own answer tokens [B], detached). A token mean, not a mean of example means: a 12-token range answer
+    has to get every digit right to count, and weighs 12 times a one-token answer."""
     import torch
 
     top = list(decoder.layers[first:])
@@ -431,9 +456,9 @@ def batch_loss(decoder: Any, lm_head: Any, first: int, prefix_h: Any, rows_h: An
     where = targets != IGNORE
     logits = lm_head(hidden[where])  # [N, vocab]: answer positions only
     per_token = torch.nn.functional.cross_entropy(logits.float(), targets[where], reduction="none")  # [N]
-    # every example weighs the same, however long its answer: a token of an n-token answer counts 1/n
-    lengths = where.sum(dim=1, keepdim=True).expand_as(where)[where]  # [N]
-    return (per_token / lengths).sum() / targets.shape[0]
+    rows = where.nonzero()[:, 0]  # [N]: the example of each answer token
+    per_example = torch.zeros(targets.shape[0]).index_add_(0, rows, per_token.detach()) / where.sum(dim=1)
+    return per_token.mean(), per_example
 
 
 # ------------------------------------------------------------------------------------------------

@@ -70,6 +70,17 @@ def test_an_epoch_visits_every_example_once_in_length_buckets(data: FactDataset)
     assert groups == epoch_batches(data.train, len(data.prefix), 3, random.Random(0))  # seeded
 
 
+def test_an_epoch_can_draw_a_subset(data: FactDataset) -> None:
+    n = len(data.train)
+    everything = epoch_batches(data.train, len(data.prefix), 3, random.Random(0), keep=[1.0] * n)
+    assert everything == epoch_batches(data.train, len(data.prefix), 3, random.Random(0))  # all kept: same epoch
+    half = [1.0 if i % 2 else 0.0 for i in range(n)]
+    drawn = sorted(i for g in epoch_batches(data.train, len(data.prefix), 3, random.Random(0), keep=half) for i in g)
+    assert drawn == [i for i in range(n) if i % 2]
+    nothing = epoch_batches(data.train, len(data.prefix), 3, random.Random(0), keep=[0.0] * n)
+    assert sorted(i for g in nothing for i in g) == list(range(n))  # an empty draw would be no epoch: all
+
+
 def test_eval_sample_takes_paraphrases_per_fact(data: FactDataset) -> None:
     one = eval_sample(data.heldout, per_fact=1, seed=0)
     assert len(one) == data.facts

@@ -16,6 +16,8 @@ import pytest
 import edge.finetune.round as round_mod
 from edge.finetune import cli
 from edge.finetune.evaluate import gate
+from edge.finetune.focus import FILE_NAME as EXAMPLE_LOSSES
+from edge.finetune.focus import load_losses
 from edge.finetune.round import RoundProgress, RoundRequest, RoundResult, run_round, versions
 from edge.finetune.train import first_lora_layer
 from edge.readings import StaticRecord
@@ -168,8 +170,12 @@ def test_the_gate_refuses_a_worse_adapter_and_keeps_it_as_a_resume_point(
     checkpoint = tmp_path / "candidates" / "v1" / "adapter.onnx_adapter"
     assert worse.checkpoint_path == str(checkpoint) and worse.adapter_path is None
     read_adapter(checkpoint, load_spec(tiny_model))  # complete and verifiable, never published as a version
+    losses = checkpoint.with_name(EXAMPLE_LOSSES)
+    assert losses.stat().st_mode & 0o777 == 0o600 and len(load_losses(losses)) > 0  # beside it, owner-only
     resumed = run_round(request_for(tiny_model, tmp_path, records, version=2, resume_adapter=str(checkpoint)))
     assert resumed.status == "accepted" and resumed.warm_start  # training continued from the candidate
+    assert resumed.losses_known == len(load_losses(losses))  # and from where its epochs had got to
+    assert worse.losses_known == 0
     # the rows round 1's six steps computed come from its lower_cache.npz; the lower layers ran for the rest only
     assert worse.cache_reused == 0 and 0 < resumed.cache_reused < resumed.train_examples
     assert (tmp_path / "lower_cache.npz").stat().st_mode & 0o777 == 0o600

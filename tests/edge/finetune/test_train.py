@@ -164,3 +164,41 @@ def test_warm_start_from_an_adapter(tiny_model: Path, data: FactDataset) -> None
     assert warm_start_tensors(trained, 4, OPTS.alpha, OPTS, n_layers=2) is None  # another rank
     lower = {**trained, "lora_B.0.q_proj": np.ones_like(trained["lora_B.0.q_proj"])}
     assert warm_start_tensors(lower, OPTS.rank, OPTS.alpha, OPTS, n_layers=2) is None  # LoRA below the trained layers
+
+
+def test_the_loss_is_a_token_mean_and_every_example_reports_its_own(tiny_model: Path, data: FactDataset) -> None:
+    import torch
+
+    from edge.finetune.train import answer_losses
+
+    model = load_model(tiny_model / "hf", OPTS)
+    decoder, lm_head = model.base_model.model.model, model.base_model.model.lm_head
+    first = first_lora_layer(len(decoder.layers), OPTS.top_layers)
+    examples = [data.train[0], data.train[-1]]
+    cache = LowerCache(decoder, first, data.prefix, examples)
+    batch = make_batch(examples, len(data.prefix), pad_id=2)
+    with torch.no_grad():
+        loss, per_example = answer_losses(decoder, lm_head, first, cache.prefix_h, cache.batch([0, 1]), batch)
+        alone = [
+            float(answer_losses(decoder, lm_head, first, cache.prefix_h, cache.batch([i]), one)[0])
+            for i, one in enumerate(make_batch([e], len(data.prefix), 2) for e in examples)
+        ]
+    lengths = [len(e.answer) for e in examples]
+    assert per_example.tolist() == pytest.approx(alone, rel=1e-4)
+    mean = sum(n * a for n, a in zip(lengths, alone, strict=True)) / sum(lengths)
+    assert float(loss) == pytest.approx(mean, rel=1e-4)  # a long answer weighs by its tokens
+
+
+def test_the_losses_an_adapter_ends_with_steer_the_next_run(tiny_model: Path, data: FactDataset) -> None:
+    first = train(load_model(tiny_model / "hf", OPTS), data, OPTS)
+    assert first.losses_known == 0
+    assert len(first.example_losses) == len(data.train)  # two epochs: every example measured
+    assert all(v >= 0 for v in first.example_losses.values())
+    learned = {k: 0.0 for k in first.example_losses}  # as if every example were known by heart
+    steered = train(load_model(tiny_model / "hf", OPTS), data, OPTS, example_losses=learned)
+    assert steered.losses_known == len(data.train)
+    assert steered.losses != first.losses  # its epochs draw fewer examples
+    off = replace(OPTS, focus_loss=0.0)
+    assert train(load_model(tiny_model / "hf", off), data, off, example_losses=learned).losses == (
+        train(load_model(tiny_model / "hf", off), data, off).losses
+    )  # focus off: every example, every epoch
