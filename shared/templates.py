@@ -24,9 +24,11 @@ not seen. With four train paraphrases per kind the twin learned the phrasings mo
 home1 it answered 0.99 of train-worded questions and 0.86 of held-out ones, and every held-out
 possessive ("What's the <object>'s <attribute>?") did worse, none of the four having that shape. The
 wider set (a terse possessive, "For the <object>, ...", "Look up ...", synonyms) closed most of that gap
-(edge.finetune.focus has the numbers); the held-out templates were left exactly as they were. Values render deterministically: units from the
-attribute's suffix, ``min_X``/``max_X`` merged into one "X range" fact, lists joined with ", ",
-booleans as yes/no, floats in their shortest round-trip form, snake_case identifiers as words.
+(edge.finetune.focus has the numbers); the held-out templates were left exactly as they were.
+
+Values render deterministically: units from the attribute's suffix, ``min_X``/``max_X`` merged into one
+"X range" fact, lists joined with ", ", booleans as yes/no, floats in their shortest round-trip form,
+snake_case identifiers as words.
 """
 
 from __future__ import annotations

@@ -12,14 +12,14 @@ free those layers once every example has been through; each step runs the top la
             logits = lm_head(norm(h)[answer positions])               [N, vocab]   N answer tokens, not B * S
             loss = mean cross-entropy over the N answer tokens          (each example's own mean kept too)
 
-The shared prefix runs once per step instead of once per row, and the 49,152-wide lm_head only on
-answer positions. Epochs are drawn (:mod:`edge.finetune.focus`): an example the adapter already answers
-with a low loss comes back less often, so the steps go to the facts not yet learned (numbers, mostly). Only the LoRA A/B matrices require grad. Everything here is a plain function of the
-seed and the step (LoRA init, batch order, learning-rate schedule) unless the time budget binds:
-then, after the warmup, the learning rate decays over the *time* left (the fraction of the budget
-spent, not of the steps planned) and the loop runs until the budget is spent, so a slow start (the
-lower layers' first passes, a busy machine) does not cut the round short; where a run stops then
-depends on the machine's speed. Early stop
+The shared prefix runs once per step instead of once per row, and the 49,152-wide lm_head only on answer
+positions. Epochs are drawn (:mod:`edge.finetune.focus`): an example the adapter already answers with a
+low loss comes back less often, so the steps go to the facts not yet learned (numbers, mostly). Only the
+LoRA A/B matrices require grad. Everything here is a plain function of the seed and the step (LoRA init,
+batch order, learning-rate schedule) unless the time budget binds: then, after the warmup, the learning
+rate decays over the *time* left (the fraction of the budget spent, not of the steps planned) and the
+loop runs until the budget is spent, so a slow start (the lower layers' first passes, a busy machine)
+does not cut the round short; where a run stops then depends on the machine's speed. Early stop
 (:class:`EarlyStop`) when the mean loss over the last epoch falls below ``min_loss`` or has not
 improved by 2% for an epoch (at least ``patience`` steps).
 """
