@@ -173,9 +173,10 @@ def train(
     """Fine-tune ``model`` (from :func:`load_model`) in place; an exception from ``progress`` aborts.
 
     ``store``: where the lower layers' output is kept between rounds (read first, rewritten when this
-    round computed rows). ``example_losses``: each example's loss when the adapter ``model`` starts from last
-    saw it (edge.finetune.focus; by row key), so the first epoch already skips what it knows. The model
-    is spent afterwards: its lower layers are dropped once their output is cached."""
+    round computed rows). ``example_losses``: by row key, each example's loss when the round that made
+    ``model``'s starting adapter last trained on it (edge.finetune.focus), so the first epoch already
+    visits less of what it knows. The model is spent afterwards: its lower layers are dropped once their
+    output is cached."""
     import torch
 
     decoder = model.base_model.model.model  # LlamaModel under PEFT: embed_tokens, layers, norm, rotary_emb
