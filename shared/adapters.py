@@ -44,6 +44,7 @@ from shared.errors import (
     AdapterNonFinite,
     AdapterShapeError,
 )
+from shared.files import atomic_write_bytes
 from shared.modelspec import SHA256_HEX, ModelSpec, lora_a_name, lora_b_name
 
 ARTIFACT_SUFFIX = ".onnx_adapter"
@@ -201,7 +202,7 @@ def write_adapter(path: Path, tensors: Mapping[str, Array], manifest: AdapterMan
             manifest, sha256=hashlib.sha256(data).hexdigest(), created=manifest.created or utc_now()
         )
         os.replace(tmp, path)
-        _atomic_write(manifest_path(path), written.to_json().encode())
+        atomic_write_bytes(manifest_path(path), written.to_json().encode())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -446,7 +447,7 @@ def export_peft(adapter: LoadedAdapter, spec: ModelSpec, out_dir: Path) -> None:
         "modules_to_save": None,
     }
     save_file(arrays, str(out_dir / "adapter_model.safetensors"))
-    _atomic_write(out_dir / "adapter_config.json", (json.dumps(config, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "adapter_config.json", (json.dumps(config, indent=2) + "\n").encode())
 
 
 def _peft_config(peft_dir: Path) -> dict[str, Any]:
@@ -495,21 +496,3 @@ def _fsync_file(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
-import tempfile
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import TextIO
 
 from edge.finetune.child import set_niceness
 from edge.finetune.round import ProgressFn, RoundProgress, RoundRequest, RoundResult, run_round
+from shared.files import atomic_write_bytes
 from shared.typed import FieldError
 
 _BAR_WIDTH = 24
@@ -87,11 +86,4 @@ def _bar(p: RoundProgress, out: TextIO) -> None:
 
 def _write(path: Path, result: RoundResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(result.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, result.to_json().encode())

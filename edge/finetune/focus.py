@@ -24,13 +24,13 @@ and atomically, and anything wrong with it reads as empty (an epoch then takes e
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from shared.files import atomic_write
 
 FILE_NAME = "example_losses.npz"
 
@@ -47,15 +47,7 @@ def save_losses(path: Path, losses: Mapping[bytes, float]) -> None:
     order = list(losses)
     keys = np.frombuffer(b"".join(order), dtype=np.uint8).reshape(len(order), 32)
     values = np.array([losses[k] for k in order], dtype=np.float32)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            np.savez(out, keys=keys, losses=values)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    atomic_write(path, lambda out: np.savez(out, keys=keys, losses=values))
 
 
 def load_losses(path: Path) -> dict[bytes, float]:

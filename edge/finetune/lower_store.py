@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from shared.adapters import Array
+from shared.files import atomic_write
 
 FILE_NAME = "lower_cache.npz"
 _FORMAT = 2
@@ -79,19 +80,12 @@ class LowerStore:
         order = list(rows)
         keys = np.frombuffer(b"".join(order), dtype=np.uint8).reshape(len(order), 32)
         lengths = np.array([rows[k].shape[0] for k in order], dtype=np.int64)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                hidden = np.concatenate([rows[k] for k in order]) if order else np.zeros((0, 0), np.float16)
-                np.savez(out, header=self._header(first, prefix), keys=keys, lengths=lengths, hidden=hidden)
-                del hidden
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+
+        def write(out: BinaryIO) -> None:
+            hidden = np.concatenate([rows[k] for k in order]) if order else np.zeros((0, 0), np.float16)
+            np.savez(out, header=self._header(first, prefix), keys=keys, lengths=lengths, hidden=hidden)
+
+        atomic_write(self.path, write)  # streamed: no second in-memory copy of the rows' bytes
 
     def remove(self) -> None:
         with contextlib.suppress(OSError):

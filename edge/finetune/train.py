@@ -213,7 +213,7 @@ def train(
     while step < planned:
         step += 1
         if not queue:
-            keep = [visit_share(seen[i], opts.focus_loss, opts.min_visit) for i in range(len(data.train))]
+            keep = [visit_share(v, opts.focus_loss, opts.min_visit) for v in seen]
             queue = epoch_batches(data.train, len(data.prefix), opts.batch_size, rng, opts.max_batch_tokens, keep)
         rows = queue.pop()
         batch = make_batch([data.train[i] for i in rows], len(data.prefix), pad_id)
