@@ -294,26 +294,24 @@ def _warm_start(
         if source is None:
             continue
         with contextlib.suppress(AdapterError):
-            current = _training_state(request, read_adapter(Path(source), spec), spec)
+            current = _training_state(Path(source), read_adapter(Path(source), spec), spec)
             man = current.manifest
             return warm_start_tensors(current.tensors, man.rank, man.alpha, opts, spec.n_layers), Path(source)
     return None, None
 
 
-def _training_state(request: RoundRequest, adapter: LoadedAdapter, spec: ModelSpec) -> LoadedAdapter:
-    """The full-precision tensors its round saved beside ``adapter``'s artifact, when they are there and
-    belong to it (same twin and version); else the adapter itself (already rounded to its dtype)."""
-    for source in (request.resume_adapter, request.current_adapter):
-        path = None if source is None else Path(source).with_name(TRAIN_STATE_NAME)
-        if path is None or not path.exists():
-            continue
-        try:
-            state = read_adapter(path, spec)
-        except AdapterError:
-            continue
-        if (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version):
-            return state
-    return adapter
+def _training_state(artifact: Path, adapter: LoadedAdapter, spec: ModelSpec) -> LoadedAdapter:
+    """The full-precision tensors its round saved beside ``adapter``'s ``artifact``, when they are there
+    and belong to it (same twin and version); else the adapter itself (already rounded to its dtype)."""
+    path = artifact.with_name(TRAIN_STATE_NAME)
+    if not path.exists():
+        return adapter
+    try:
+        state = read_adapter(path, spec)
+    except AdapterError:
+        return adapter
+    same = (state.manifest.twin_id, state.manifest.version) == (adapter.manifest.twin_id, adapter.manifest.version)
+    return state if same else adapter
 
 
 def _current_adapter(request: RoundRequest, spec: ModelSpec) -> tuple[LoadedAdapter | None, str]:
