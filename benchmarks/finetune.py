@@ -11,6 +11,8 @@ positions through the trained layers per second of the loop), heldout_accuracy (
 exact match, one held-out paraphrase per fact), sensitive_accuracy, peak_rss_mb, adapter_bytes,
 full_model_bytes and their ratio (what a federated round would ship instead), cpu_s of the child,
 and the host's load average before and after (the box may be shared: a loaded box slows every phase).
+``final_wordings``: the adapter in service after the last round on all held-out questions and on the
+audit wordings (never trained on, never used for a choice), per template.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from edge.finetune.dataset import Example
 from edge.finetune.round import RoundRequest
 from edge.readings import StaticRecord
+from shared.adapters import read_adapter
 from shared.modelspec import DEFAULT_LORA_TARGETS, HF_DIR, default_cache_dir, find_prepared, load_spec
 from shared.scenario import generate
+from shared.templates import audit_pairs, pairs
 
 REPO = Path(__file__).resolve().parents[1]
 _DEFAULT_GATE = 0.9  # FinetuneSection.eval_threshold's default
@@ -84,6 +90,7 @@ def run(
             reports.append(_round_report(run_child(request, Path(work), number), full_bytes))
             if reports[-1]["status"] == "accepted":
                 current = reports[-1]["adapter_path"]
+        wordings = None if current is None else wording_scores(model_dir, Path(current), records, threads)
     report = {
         "model": base,
         "model_dir": str(model_dir),
@@ -96,6 +103,7 @@ def run(
         "rounds_to_target": next(
             (i for i, r in enumerate(reports, 1) if (r["heldout_accuracy"] or 0) >= _TARGET_ACCURACY), None
         ),
+        "final_wordings": wordings,
         "recipe": {k: v for k, v in json.loads(request.to_json()).items() if k != "records"},
         "host": {"cpus": os.cpu_count(), "threads": threads, "machine": platform.machine()},
     }
@@ -103,6 +111,38 @@ def run(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def wording_scores(model_dir: Path, adapter: Path, records: Sequence[StaticRecord], threads: int) -> dict[str, Any]:
+    """The adapter in service at the end, on every held-out question (the rounds score a 200-question
+    sample) and on the audit wordings no choice was made on (``shared.templates.AUDIT_TEMPLATES``),
+    per template: greedy exact match on the ONNX engine, as the eval gate scores."""
+    from edge.finetune.dataset import encode_pairs
+    from edge.finetune.evaluate import engine_accuracy
+    from gateway.engine import Engine, EngineOptions
+    from gateway.engine.text import TextCodec
+
+    print(f"scoring {adapter.parent.name} on every held-out and audit wording", flush=True)
+    spec = load_spec(model_dir)
+    engine = Engine(model_dir, EngineOptions(threads=threads, slots=2, max_batch=64))
+    assert engine.bank is not None
+    engine.bank.load(1, read_adapter(adapter, spec))
+    codec = TextCodec(model_dir / spec.tokenizer_file)
+    qa = [p for p in pairs(records) if p.split == "heldout"] + audit_pairs(records)
+    by_template: dict[str, list[Example]] = {}
+    for example in encode_pairs(qa, codec, spec.eos_token_ids[0]):
+        by_template.setdefault(example.pair.template + "@" + example.pair.split, []).append(example)
+    scores = {key: engine_accuracy(engine, {"adapter": 1}, rows)["adapter"] for key, rows in by_template.items()}
+    out: dict[str, Any] = {"adapter": adapter.parent.name}
+    for split in ("heldout", "audit"):
+        mine = {k.partition("@")[0]: s for k, s in scores.items() if k.endswith("@" + split)}
+        n = sum(s.n for s in mine.values())
+        out[split] = {
+            "accuracy": round(sum(s.accuracy * s.n for s in mine.values()) / n, 4) if n else None,
+            "n": n,
+            "by_template": {k: round(s.accuracy, 3) for k, s in sorted(mine.items())},
+        }
+    return out
 
 
 def home_records(seed: int, homes: int, home: int) -> tuple[StaticRecord, ...]:

@@ -47,7 +47,7 @@ SYSTEM_PROMPT = (
 )
 
 FactValue = str | int | float | bool | tuple[str, ...]
-Split = Literal["train", "heldout"]
+Split = Literal["train", "heldout", "audit"]
 RANGE_SUFFIX = "_range"  # a merged min_X/max_X fact is keyed "X_range"
 
 
@@ -208,6 +208,35 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
         ],
         [("offer", "Does the {obj} offer {attr}?"), ("possessive", "Has the {obj} got {attr}?")],
     ),
+}
+
+# A third set of wordings, never trained on and never used by the eval gate: the held-out split has
+# guided recipe and train-template choices (session notes say which), so it is no longer a clean test of
+# unseen wording. These were written before any result on them was seen; ``llmtwin bench finetune``
+# scores the final adapter on them (``audit_pairs``) beside the full held-out split.
+AUDIT_TEMPLATES: dict[Kind, tuple[Template, ...]] = {
+    kind: tuple(Template(f"{kind.value}.{name}", text, "audit") for name, text in rows)
+    for kind, rows in {
+        Kind.PROPERTY: [
+            ("do_you_know", "Do you know the {attr} of the {obj}?"),
+            ("give_me", "Give me the {obj}'s {attr}."),
+        ],
+        Kind.MAKER: [
+            ("made_by", "Who is the {obj} made by?"),
+            ("comes_from", "Which manufacturer does the {obj} come from?"),
+        ],
+        Kind.MODEL: [
+            ("identify", "Identify the model of the {obj}."),
+            ("sold_as", "Under which model name is the {obj} sold?"),
+        ],
+        Kind.YEAR: [("have", "What {attr} does the {obj} have?"), ("give_me", "Give me the {attr} of the {obj}.")],
+        Kind.RANGE: [
+            ("from_to", "From what to what can the {obj}'s {attr} go?"),
+            ("give_me", "Give me the {attr} range of the {obj}."),
+        ],
+        Kind.LIST: [("come_with", "Which {attr} come with the {obj}?"), ("give_me", "Give me the {obj}'s {attr}.")],
+        Kind.FLAG: [("come_with", "Does the {obj} come with {attr}?"), ("can_use", "Can I use {attr} on the {obj}?")],
+    }.items()
 }
 
 # Domain -> the noun a device of it is called by. binary_sensor is a "detector" so that a motion sensor
@@ -425,6 +454,17 @@ def is_one_way(pair: QAPair) -> bool:
 
 def pairs(facts: Iterable[FactLike]) -> list[QAPair]:
     """Every (fact, template) pair, train and held-out, for the facts that can be asked one way."""
+    return _pairs(facts, TEMPLATES)
+
+
+def audit_pairs(facts: Iterable[FactLike]) -> list[QAPair]:
+    """The audit wordings (``AUDIT_TEMPLATES``) of the same facts ``pairs`` asks about."""
+    facts = list(facts)
+    askable = {(p.entity_id, p.attribute) for p in pairs(facts)}
+    return [p for p in _pairs(facts, AUDIT_TEMPLATES) if (p.entity_id, p.attribute) in askable]
+
+
+def _pairs(facts: Iterable[FactLike], table: dict[Kind, tuple[Template, ...]]) -> list[QAPair]:
     out: list[QAPair] = []
     for fact in merge_ranges(facts):
         answer = render_value(fact.attribute, fact.value)
@@ -438,7 +478,7 @@ def pairs(facts: Iterable[FactLike]) -> list[QAPair]:
                 t.split,
                 fact.sensitive,
             )
-            for t in TEMPLATES[kind_of(fact.attribute, fact.value)]
+            for t in table[kind_of(fact.attribute, fact.value)]
         ]
         if answer and all(is_one_way(p) for p in built):
             out.extend(built)

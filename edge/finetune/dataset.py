@@ -76,16 +76,19 @@ class Batch:
 def build_dataset(records: Iterable[FactLike], tokenizer: Path, eos_id: int) -> FactDataset:
     """Pairs from ``records`` (train + held-out templates), tokenized the gateway's way."""
     recs = list(records)
-    codec = TextCodec(tokenizer)
     train: list[Example] = []
     heldout: list[Example] = []
-    for pair in pairs(recs):
-        example = Example(pair, tuple(codec.encode(prompt_text(pair))), (*codec.encode(pair.answer), eos_id))
-        (train if pair.split == "train" else heldout).append(example)
+    for example in encode_pairs(pairs(recs), TextCodec(tokenizer), eos_id):
+        (train if example.pair.split == "train" else heldout).append(example)
     facts = len({(e.pair.entity_id, e.pair.attribute) for e in train})
     return FactDataset(
         tuple(train), tuple(heldout), _common_prefix([e.prompt for e in train + heldout]), len(recs), facts
     )
+
+
+def encode_pairs(qa: Iterable[QAPair], codec: TextCodec, eos_id: int) -> list[Example]:
+    """Each pair's prompt and answer (+ eos) as the gateway's encoder gives them."""
+    return [Example(p, tuple(codec.encode(prompt_text(p))), (*codec.encode(p.answer), eos_id)) for p in qa]
 
 
 def prompt_text(pair: QAPair) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import finetune
 from shared import cli
+from shared.templates import Kind
 
 
 def test_bench_finetune_reports_every_required_field_over_chained_rounds(
@@ -25,6 +26,12 @@ def test_bench_finetune_reports_every_required_field_over_chained_rounds(
     assert report["model"] == "tiny" and report["records"] > 0 and report["steps"] == 3
     assert [r["warm_start"] for r in report["rounds"]] == [False, True]  # round 2 resumed from round 1
     assert len(report["accuracy_by_round"]) == 2 and report["cumulative_round_s"][1] > report["round_s"]
+    wordings = report["final_wordings"]  # the adapter in service at the end, on every wording
+    assert wordings["adapter"] in {"v1", "v2"}
+    for split in ("heldout", "audit"):
+        assert wordings[split]["n"] > report["eval_examples"] and 0 <= wordings[split]["accuracy"] <= 1
+        assert all(t.startswith(tuple(k.value for k in Kind)) for t in wordings[split]["by_template"])
+    assert not set(wordings["heldout"]["by_template"]) & set(wordings["audit"]["by_template"])
 
 
 def test_an_unknown_recipe_field_is_refused_by_name(model_cache: Path, tmp_path: Path) -> None:

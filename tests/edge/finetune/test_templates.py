@@ -9,11 +9,13 @@ import pytest
 
 from shared.scenario import Scenario, generate
 from shared.templates import (
+    AUDIT_TEMPLATES,
     SYSTEM_PROMPT,
     TEMPLATES,
     Fact,
     Kind,
     QAPair,
+    audit_pairs,
     is_one_way,
     kind_of,
     mentions,
@@ -61,6 +63,19 @@ def test_heldout_templates_are_disjoint_from_train_ones() -> None:
         train = {t.text for t in templates if t.split == "train"}
         heldout = {t.text for t in templates if t.split == "heldout"}
         assert train and heldout and not train & heldout, kind
+
+
+def test_audit_wordings_are_new_and_ask_the_same_facts(scenario: Scenario, scenario_pairs: list[QAPair]) -> None:
+    used = {t.text for templates in TEMPLATES.values() for t in templates}
+    for kind, templates in AUDIT_TEMPLATES.items():
+        assert len(templates) == 2 and all(t.split == "audit" for t in templates), kind
+        assert not {t.text for t in templates} & used, kind
+    audit = audit_pairs(iter(scenario.static_facts()))  # any iterable, read once
+    facts = {(p.entity_id, p.attribute) for p in scenario_pairs}
+    assert {(p.entity_id, p.attribute) for p in audit} == facts
+    assert len(audit) == 2 * len(facts)
+    assert all(is_one_way(p) and p.split == "audit" for p in audit)
+    assert not {p.question for p in audit} & {p.question for p in scenario_pairs}
 
 
 def test_pairs_split_by_template(scenario_pairs: list[QAPair]) -> None:
