@@ -148,6 +148,8 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("model_number", "What is the model number of the {obj}?"),
             ("for_the", "For the {obj}, which model?"),
             ("name", "Name the model of the {obj}."),
+            ("maker_model", "Which of its manufacturer's models is the {obj}?"),
+            ("line_up", "Which model in its brand's line-up is the {obj}?"),
         ],
         [("possessive", "What's the {obj}'s model?"), ("product", "Which product model is the {obj}?")],
     ),
@@ -175,6 +177,8 @@ TEMPLATES: dict[Kind, tuple[Template, ...]] = {
             ("min_max", "What are the minimum and maximum {attr} of the {obj}?"),
             ("for_the", "For the {obj}, what {attr} range applies?"),
             ("how_far", "How low and how high can the {attr} of the {obj} go?"),
+            ("possessive_min_max", "What are the {obj}'s minimum and maximum {attr}?"),
+            ("lowest_highest", "{obj}'s {attr}, lowest to highest?"),
         ],
         [
             ("possessive", "What's the {obj}'s {attr} range?"),
