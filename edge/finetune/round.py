@@ -8,7 +8,9 @@ Phases (each reported through ``progress``)::
     dataset    static records -> one-way Q/A pairs -> tokens        too few facts -> "skipped"
     train      LoRA on the train paraphrases (edge.finetune.train)
     reference  the exported tensors in PEFT on a few prompts (for the parity check)
-    eval       the ONNX engine: candidate in slot 1, the adapter in service in slot 2, same batches
+    eval       the ONNX engine: candidate in slot 1, the adapter in service in slot 2, same batches; the
+               in-service adapter's own round's score when it was measured on the same questions
+               (edge.finetune.eval_record), and that half of the eval's time goes to training
     gate       threshold and no regression against the adapter in service   else "rejected"
     export     write_adapter + loss curve into a staging directory, renamed to <out_dir>/v<version>;
                a rejected candidate goes to <out_dir>/candidates/v<version> instead: never served, but
@@ -34,10 +36,12 @@ import json
 import math
 import resource
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edge.finetune.dataset import FactDataset, build_dataset, eval_sample
+from edge.finetune.dataset import Example, FactDataset, build_dataset, eval_sample
+from edge.finetune.eval_record import FILE_NAME as EVAL_SCORE
+from edge.finetune.eval_record import load_score, sample_digest, save_score
 from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, peft_reference
 from edge.finetune.focus import FILE_NAME as EXAMPLE_LOSSES
 from edge.finetune.focus import load_losses, save_losses
@@ -60,6 +64,20 @@ CANDIDATES = "candidates"  # <out_dir>/candidates/v<N>: rejected rounds' adapter
 KEEP_CANDIDATES = 2
 PARITY_ROWS = 4  # prompts in the PEFT-vs-ONNX parity sample
 _CANDIDATE_SLOT, _CURRENT_SLOT = 1, 2
+# Of the time a round keeps back for after training (1 - train_share), the part its eval takes when it
+# scores two adapters (57 s of 90 s in the bench's catch-up rounds); scoring one gives half of it back.
+_EVAL_PART = 2 / 3
+
+
+@dataclass(frozen=True, slots=True)
+class _EvalPlan:
+    sample: list[Example]  # the held-out questions both adapters are scored on
+    digest: str  # edge.finetune.eval_record.sample_digest of them
+    current_known: float | None  # the in-service adapter's score on them, from its own round
+
+    def rescore(self, request: RoundRequest) -> bool:
+        """Whether the eval scores the adapter in service too (there is one and its score is not known)."""
+        return request.current_adapter is not None and self.current_known is None
 
 
 def run_round(request: RoundRequest, progress: ProgressFn | None = None) -> RoundResult:
@@ -103,7 +121,9 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_dead_staging(out_dir)
     with staging(out_dir) as stage:
-        trained, warm = _train(request, spec, data, report, start)
+        plan = _eval_plan(request, spec, data)
+        share = _train_share(request.train_share, 2 if plan.rescore(request) else 1)
+        trained, warm = _train(request, spec, data, report, start, share)
         base = replace(
             base,
             warm_start=warm,
@@ -119,7 +139,7 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
         )
         if not math.isfinite(trained.final_loss):
             return _failed(base, start, "training diverged (non-finite loss)")
-        result = _evaluate_and_export(request, spec, data, trained, stage, report, start, base)
+        result = _evaluate_and_export(request, spec, plan, trained, stage, report, start, base)
         if result.status == "accepted":
             publish(stage, final)
         elif result.checkpoint_path:  # a resume point for the next round, never served
@@ -142,8 +162,22 @@ def _skip_reason(data: FactDataset, min_facts: int) -> str | None:
     return None
 
 
+def _eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> _EvalPlan:
+    sample = eval_sample(data.heldout, per_fact=1, seed=request.seed, limit=request.eval_limit)
+    digest = sample_digest(spec.fingerprint, sample)
+    known = None
+    if request.current_adapter is not None:
+        known = load_score(Path(request.current_adapter).with_name(EVAL_SCORE), digest)
+    return _EvalPlan(sample, digest, known)
+
+
+def _train_share(train_share: float, adapters_scored: int) -> float:
+    """The part of the round before the eval: ``train_share`` when the eval scores two adapters."""
+    return train_share if adapters_scored > 1 else train_share + (1 - train_share) * _EVAL_PART / 2
+
+
 def _train(
-    request: RoundRequest, spec: ModelSpec, data: FactDataset, report: ProgressFn, start: float
+    request: RoundRequest, spec: ModelSpec, data: FactDataset, report: ProgressFn, start: float, share: float
 ) -> tuple[TrainResult, bool]:
     def on_step(info: StepInfo) -> None:
         report(RoundProgress("train", info.step, info.planned_steps, info.loss, time.monotonic() - start))
@@ -151,7 +185,7 @@ def _train(
     opts = request.train_options()
     init, source = _warm_start(request, spec, opts)
     model = load_model(Path(request.model_dir) / HF_DIR, opts, init)
-    budget = request.max_time_s * request.train_share - (time.monotonic() - start)  # the rest: eval, export
+    budget = request.max_time_s * share - (time.monotonic() - start)  # the rest: eval, export
     store = LowerStore(Path(request.out_dir) / LOWER_CACHE, spec.fingerprint)
     seen = load_losses(source.with_name(EXAMPLE_LOSSES)) if init is not None and source is not None else {}
     trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step, store, seen)
@@ -163,7 +197,7 @@ def _train(
 def _evaluate_and_export(
     request: RoundRequest,
     spec: ModelSpec,
-    data: FactDataset,
+    plan: _EvalPlan,
     trained: TrainResult,
     stage: Path,
     report: ProgressFn,
@@ -171,7 +205,7 @@ def _evaluate_and_export(
     base: RoundResult,
 ) -> RoundResult:
     adapter = _candidate(request, spec, trained)
-    base, score, note = _evaluate(request, spec, data, adapter, report, start, base)
+    base, score, note = _evaluate(request, spec, plan, adapter, report, start, base)
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
     manifest = _manifest(request, adapter, base, time.monotonic() - start)
@@ -180,6 +214,7 @@ def _evaluate_and_export(
     # full precision beside it, never uploaded: the next round resumes from this, not from the rounded copy
     write_adapter(stage / TRAIN_STATE_NAME, trained.tensors, replace(manifest, dtype="float32"))
     save_losses(stage / EXAMPLE_LOSSES, trained.example_losses)  # where the next round's epochs start
+    save_score(stage / EVAL_SCORE, plan.digest, score.accuracy, score.n)  # the next round's in-service score
     if not ok:  # kept as a candidate: training progress carries over to the next round
         checkpoint = Path(request.out_dir) / CANDIDATES / f"v{request.version}" / ARTIFACT_NAME
         return replace(base, status="rejected", reason=why + note + _misses(score), checkpoint_path=str(checkpoint))
@@ -197,7 +232,7 @@ def _evaluate_and_export(
 def _evaluate(
     request: RoundRequest,
     spec: ModelSpec,
-    data: FactDataset,
+    plan: _EvalPlan,
     adapter: LoadedAdapter,
     report: ProgressFn,
     start: float,
@@ -206,7 +241,7 @@ def _evaluate(
     """Parity, then held-out accuracy of the candidate (and of the adapter in service) on the engine."""
     from gateway.engine import Engine, EngineOptions  # after training: the ORT session replaces torch's memory
 
-    sample = eval_sample(data.heldout, per_fact=1, seed=request.seed, limit=request.eval_limit)
+    sample = plan.sample
     report(RoundProgress("reference", 0, 1, None, time.monotonic() - start))
     model_dir = Path(request.model_dir)
     reference = peft_reference(model_dir / HF_DIR, adapter, spec.module_paths, [e.prompt for e in sample[:PARITY_ROWS]])
@@ -218,7 +253,7 @@ def _evaluate(
     engine.bank.load(_CANDIDATE_SLOT, adapter)
     parity = check_parity(engine, _CANDIDATE_SLOT, reference)
     slots = {"candidate": _CANDIDATE_SLOT}
-    current, note = _current_adapter(request, spec)
+    current, note = _current_adapter(request, spec) if plan.rescore(request) else (None, "")
     if current is not None:
         engine.bank.load(_CURRENT_SLOT, current)
         slots["current"] = _CURRENT_SLOT
@@ -228,7 +263,9 @@ def _evaluate(
 
     scores = engine_accuracy(engine, slots, sample, on_batch)
     score = scores["candidate"]
-    current_acc = scores["current"].accuracy if "current" in scores else request.current_score
+    current_acc = scores["current"].accuracy if "current" in scores else plan.current_known
+    if current_acc is None:
+        current_acc = request.current_score
     base = replace(
         base,
         accuracy=round(score.accuracy, 4),

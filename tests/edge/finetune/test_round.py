@@ -15,6 +15,7 @@ import pytest
 
 import edge.finetune.round as round_mod
 from edge.finetune import cli
+from edge.finetune.eval_record import FILE_NAME as EVAL_SCORE
 from edge.finetune.evaluate import gate
 from edge.finetune.focus import FILE_NAME as EXAMPLE_LOSSES
 from edge.finetune.focus import load_losses
@@ -184,29 +185,45 @@ def test_the_gate_refuses_a_worse_adapter_and_keeps_it_as_a_resume_point(
     assert sorted(p.name for p in (tmp_path / "candidates").iterdir()) == ["v3", "v4"]  # the newest two kept
 
 
-def test_the_adapter_in_service_is_rescored_and_old_versions_pruned(
+def scored(request: RoundRequest) -> tuple[RoundResult, int]:
+    """The round's result and how many engine rows its eval ran (the sample once per adapter scored)."""
+    totals: list[int] = []
+    result = run_round(request, lambda p: totals.append(p.total) if p.phase == "eval" else None)
+    return result, totals[-1]
+
+
+def test_the_in_service_score_is_kept_from_its_round_and_old_versions_pruned(
     tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], published: tuple[RoundResult, list[str], Path]
 ) -> None:
     in_service = tmp_path / "v1"
     shutil.copytree(Path(published[0].adapter_path or "").parent, in_service)
-    second = run_round(
-        request_for(
-            tiny_model,
-            tmp_path,
-            records,
-            version=2,
-            keep_versions=1,
-            current_adapter=str(in_service / "adapter.onnx_adapter"),
-        )
+    assert (in_service / EVAL_SCORE).stat().st_mode & 0o777 == 0o600  # hashes answers: owner-only
+    current = str(in_service / "adapter.onnx_adapter")
+    second, rows = scored(
+        request_for(tiny_model, tmp_path, records, version=2, keep_versions=1, current_adapter=current)
     )
     assert second.status == "accepted", second.reason
-    assert second.current_accuracy == published[0].accuracy  # v1 re-scored on the same questions
+    assert second.current_accuracy == published[0].accuracy  # v1's score on the same questions, from its round
+    assert rows == second.eval_examples  # so only the candidate went through the engine
     assert second.warm_start  # and trained on from v1's weights
     assert [n for n, _ in versions(tmp_path)] == [1, 2]  # keep_versions = 1, but v1 is in service
     third = run_round(request_for(tiny_model, tmp_path, records, version=3, keep_versions=1))
     assert third.status == "accepted" and [n for n, _ in versions(tmp_path)] == [3]
     again = run_round(request_for(tiny_model, tmp_path, records, version=3))
     assert again.status == "failed" and "already exists" in again.reason
+
+
+def test_the_adapter_in_service_is_rescored_when_its_score_is_not_for_these_questions(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], published: tuple[RoundResult, list[str], Path]
+) -> None:
+    in_service = tmp_path / "in_service"
+    shutil.copytree(Path(published[0].adapter_path or "").parent, in_service)
+    current = str(in_service / "adapter.onnx_adapter")
+    changed, rows = scored(request_for(tiny_model, tmp_path, records[:-1], version=2, current_adapter=current))
+    assert rows == 2 * changed.eval_examples  # a fact changed: another sample, both adapters scored
+    (in_service / EVAL_SCORE).write_text("{not json")  # damaged (or an adapter from before scores were kept)
+    same, rows = scored(request_for(tiny_model, tmp_path, records, version=3, current_adapter=current))
+    assert rows == 2 * same.eval_examples and same.current_accuracy == published[0].accuracy  # measured again
 
 
 @pytest.mark.parametrize(
