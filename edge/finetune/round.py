@@ -67,6 +67,7 @@ _CANDIDATE_SLOT, _CURRENT_SLOT = 1, 2
 # Of the time a round keeps back for after training (1 - train_share), the part its eval takes when it
 # scores two adapters (57 s of 90 s in the bench's catch-up rounds); scoring one gives half of it back.
 _EVAL_PART = 2 / 3
+_M_MMAP_THRESHOLD = -3  # mallopt(3) parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +243,7 @@ def _evaluate(
     from gateway.engine import Engine, EngineOptions  # after training: the ORT session replaces torch's memory
 
     sample = plan.sample
+    _map_large_allocations()
     report(RoundProgress("reference", 0, 1, None, time.monotonic() - start))
     model_dir = Path(request.model_dir)
     reference = peft_reference(model_dir / HF_DIR, adapter, spec.module_paths, [e.prompt for e in sample[:PARITY_ROWS]])
@@ -396,6 +398,16 @@ def _status_mb(field: str) -> float | None:
             if line.startswith(f"{field}:"):
                 return round(int(line.split()[1]) / 1024, 1)
     return None
+
+
+def _map_large_allocations() -> None:
+    """From here on every allocation of 128 KiB or more is a mapping of its own, unmapped when freed.
+    glibc otherwise raises that threshold as large blocks are freed (training frees many), so the
+    reference model's weights and ONNX Runtime's load-time copies are carved from the heap, where
+    freed space is not always given back. Not before: training allocates the same large activations
+    every step, which the heap serves better."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 
 
 def _release_memory() -> None:
