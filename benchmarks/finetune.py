@@ -129,13 +129,13 @@ def wording_scores(model_dir: Path, adapter: Path, records: Sequence[StaticRecor
     engine.bank.load(1, read_adapter(adapter, spec))
     codec = TextCodec(model_dir / spec.tokenizer_file)
     qa = [p for p in pairs(records) if p.split == "heldout"] + audit_pairs(records)
-    by_template: dict[str, list[Example]] = {}
+    groups: dict[tuple[str, str], list[Example]] = {}  # (split, template) -> its questions
     for example in encode_pairs(qa, codec, spec.eos_token_ids[0]):
-        by_template.setdefault(example.pair.template + "@" + example.pair.split, []).append(example)
-    scores = {key: engine_accuracy(engine, {"adapter": 1}, rows)["adapter"] for key, rows in by_template.items()}
+        groups.setdefault((example.pair.split, example.pair.template), []).append(example)
+    scores = {key: engine_accuracy(engine, {"adapter": 1}, rows)["adapter"] for key, rows in groups.items()}
     out: dict[str, Any] = {"adapter": adapter.parent.name}
     for split in ("heldout", "audit"):
-        mine = {k.partition("@")[0]: s for k, s in scores.items() if k.endswith("@" + split)}
+        mine = {template: score for (of, template), score in scores.items() if of == split}
         n = sum(s.n for s in mine.values())
         out[split] = {
             "accuracy": round(sum(s.accuracy * s.n for s in mine.values()) / n, 4) if n else None,

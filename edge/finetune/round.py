@@ -75,10 +75,7 @@ class _EvalPlan:
     sample: list[Example]  # the held-out questions both adapters are scored on
     digest: str  # edge.finetune.eval_record.sample_digest of them
     current_known: float | None  # the in-service adapter's score on them, from its own round
-
-    def rescore(self, request: RoundRequest) -> bool:
-        """Whether the eval scores the adapter in service too (there is one and its score is not known)."""
-        return request.current_adapter is not None and self.current_known is None
+    rescore: bool  # the eval scores the adapter in service too (there is one and its score is not known)
 
 
 def run_round(request: RoundRequest, progress: ProgressFn | None = None) -> RoundResult:
@@ -123,7 +120,7 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
     remove_dead_staging(out_dir)
     with staging(out_dir) as stage:
         plan = _eval_plan(request, spec, data)
-        share = _train_share(request.train_share, 2 if plan.rescore(request) else 1)
+        share = _train_share(request.train_share, plan.rescore)
         trained, warm = _train(request, spec, data, report, start, share)
         base = replace(
             base,
@@ -169,12 +166,12 @@ def _eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> _Ev
     known = None
     if request.current_adapter is not None:
         known = load_score(Path(request.current_adapter).with_name(EVAL_SCORE), digest)
-    return _EvalPlan(sample, digest, known)
+    return _EvalPlan(sample, digest, known, rescore=request.current_adapter is not None and known is None)
 
 
-def _train_share(train_share: float, adapters_scored: int) -> float:
+def _train_share(train_share: float, two_adapters: bool) -> float:
     """The part of the round before the eval: ``train_share`` when the eval scores two adapters."""
-    return train_share if adapters_scored > 1 else train_share + (1 - train_share) * _EVAL_PART / 2
+    return train_share if two_adapters else train_share + (1 - train_share) * _EVAL_PART / 2
 
 
 def _train(
@@ -255,7 +252,7 @@ def _evaluate(
     engine.bank.load(_CANDIDATE_SLOT, adapter)
     parity = check_parity(engine, _CANDIDATE_SLOT, reference)
     slots = {"candidate": _CANDIDATE_SLOT}
-    current, note = _current_adapter(request, spec) if plan.rescore(request) else (None, "")
+    current, note = _current_adapter(request, spec) if plan.rescore else (None, "")
     if current is not None:
         engine.bank.load(_CURRENT_SLOT, current)
         slots["current"] = _CURRENT_SLOT
