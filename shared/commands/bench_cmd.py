@@ -159,22 +159,28 @@ def _chaos(args: argparse.Namespace) -> int:
 
 
 def _register_paper(names: Any) -> None:
+    from benchmarks.paper.config import PaperConfig  # the settings' one source of defaults (no torch)
+
+    d = PaperConfig(Path("paper.json"))
     paper = names.add_parser("paper", help="the paper's case study (Table 2, Fig. 5-9), resumable: JSON, PNGs, doc")
     paper.add_argument("--out", type=Path, help="results file (JSON); required unless --figures-only")
-    paper.add_argument("--base", default="smollm2-135m")
+    paper.add_argument("--base", default=d.base)
     paper.add_argument("--cache-dir", type=Path)
-    paper.add_argument("--work", type=Path, default=Path(".paper"), help="adapters and phase state (resumable)")
-    paper.add_argument("--homes", default="1,2,3", help="homes of the default scenario, e.g. 1,2,3")
-    paper.add_argument("--rounds", type=int, default=2, help="fine-tuning rounds per home (each warm-started)")
-    paper.add_argument("--max-time", type=float, default=300.0, help="each round's time budget (s)")
-    paper.add_argument("--threads", type=int, default=2)
-    paper.add_argument("--normal-sizes", default="100,500,1000", help="normal-prompt counts")
-    paper.add_argument("--reverse-sizes", default="500,1000", help="reverse-prompt counts")
-    paper.add_argument("--fl-steps", type=int, default=8, help="timed full-weight training steps (after 2 warm-up)")
-    paper.add_argument("--server-n", type=int, default=8, help="entities N for server compute, n = 1..N")
-    paper.add_argument("--comms-hours", type=int, default=24, help="hours of the trace measured for comms (1..24)")
-    paper.add_argument("--horizon", type=int, default=72, help="simulated hours of the comms figure")
-    paper.add_argument("--link-mbps", type=float, default=10.0, help="uplink rate for transfer times (Mbit/s)")
+    paper.add_argument("--work", type=Path, default=d.work, help="adapters and phase state (resumable)")
+    paper.add_argument("--homes", default=_ints(d.homes), help="homes of the default scenario, e.g. 1,2,3")
+    paper.add_argument("--rounds", type=int, default=d.rounds, help="fine-tuning rounds per home (each warm-started)")
+    paper.add_argument("--max-time", type=float, default=d.max_time_s, help="each round's time budget (s)")
+    paper.add_argument("--threads", type=int, default=d.threads)
+    paper.add_argument("--normal-sizes", default=_ints(d.sizes_normal), help="normal-prompt counts")
+    paper.add_argument("--reverse-sizes", default=_ints(d.sizes_reverse), help="reverse-prompt counts")
+    warmup = f"timed full-weight training steps (after {d.fl_warmup} warm-up)"
+    paper.add_argument("--fl-steps", type=int, default=d.fl_steps, help=warmup)
+    paper.add_argument("--server-n", type=int, default=d.server_n, help="entities N for server compute, n = 1..N")
+    paper.add_argument(
+        "--comms-hours", type=int, default=d.comms_hours, help="hours of the trace measured for comms (1..24)"
+    )
+    paper.add_argument("--horizon", type=int, default=d.horizon_h, help="simulated hours of the comms figure")
+    paper.add_argument("--link-mbps", type=float, default=d.link_mbps, help="uplink rate for transfer times (Mbit/s)")
     paper.add_argument("--recipe", default="{}", help="JSON of RoundRequest overrides for the adapters")
     paper.add_argument("--restart", action="store_true", help="discard the work dir's state and start clean")
     paper.add_argument("--figures", type=Path, help="PNG folder (default: docs/figures)")
@@ -227,3 +233,7 @@ def _paper(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(run.summary(result), indent=2))
     return 0
+
+
+def _ints(values: tuple[int, ...]) -> str:
+    return ",".join(map(str, values))
