@@ -51,14 +51,10 @@ def likelihood_attack(
     codec: TextCodec,
     eos: int,
     adapters: Mapping[str, LoadedAdapter],
-    facts: Sequence[AskableFact],
-    n: int,
-    rng: random.Random,
+    chosen: Sequence[Description],
+    eligible: int,
 ) -> dict[str, Any]:
-    """Top-1 of the likelihood attacker over up to ``n`` descriptions (all eligible ones when fewer)."""
-    pool = descriptions(facts)
-    picked, _ = sample(pool, min(n, len(pool)), rng)
-    chosen = [pool[i] for i in picked]
+    """Top-1 of the likelihood attacker over ``chosen`` (``pick_descriptions``: ``eligible`` in its pool)."""
     groups: dict[tuple[str, str], list[Description]] = {}  # one candidate set per (home, attribute)
     for d in chosen:
         groups.setdefault((d.twin_id, d.attribute), []).append(d)
@@ -82,7 +78,7 @@ def likelihood_attack(
         "chance": round(expected, 4),
         "likelihood_attack": {
             "descriptions": len(chosen),
-            "eligible": len(pool),
+            "eligible": eligible,
             "candidates_mean": round(statistics.fmean(len(d.candidates) for d in chosen), 1) if chosen else None,
             "scored_statements": sum(len(d.candidates) for d in chosen),
             "stderr": None if measured is None else round(math.sqrt(measured * (1 - measured) / len(chosen)), 4),
@@ -95,6 +91,13 @@ def likelihood_attack(
             "a tie for the top is a miss",
         },
     }
+
+
+def pick_descriptions(facts: Sequence[AskableFact], n: int, rng: random.Random) -> tuple[list[Description], int]:
+    """Up to ``n`` of the likelihood-attack descriptions of ``facts`` (all when fewer), and how many there were."""
+    pool = descriptions(facts)
+    picked, _ = sample(pool, min(n, len(pool)), rng)
+    return [pool[i] for i in picked], len(pool)
 
 
 def _group_wins(scorer: LikelihoodScorer, codec: TextCodec, eos: int, members: Sequence[Description]) -> list[bool]:

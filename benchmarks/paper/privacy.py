@@ -34,7 +34,8 @@ from typing import Any
 
 from benchmarks.finetune import home_records, prepared_model
 from benchmarks.paper.adapters import HomeAdapter
-from benchmarks.paper.leakage import canary_exposure, likelihood_attack, owner_attack
+from benchmarks.paper.enumeration import enumeration_attack
+from benchmarks.paper.leakage import canary_exposure, likelihood_attack, owner_attack, pick_descriptions
 from benchmarks.paper.scoring import LikelihoodScorer
 from edge.finetune.dataset import Example, build_dataset
 from edge.finetune.evaluate import EVAL_BATCH, engine_accuracy
@@ -91,6 +92,11 @@ def run_privacy(
     start = time.monotonic()
     report |= _reverse(engine, facts, slots, sorted(sizes_reverse), _rng(seed, "reverse"))
     seconds["reverse"] = round(time.monotonic() - start, 1)
+    start = time.monotonic()
+    chosen, eligible = pick_descriptions(facts, likelihood_descriptions, _rng(seed, "likelihood"))
+    _say(f"enumeration attack ({len(chosen)} descriptions: every candidate's forward question) on the ONNX engine")
+    report |= enumeration_attack(engine, slots, chosen)
+    seconds["enumeration"] = round(time.monotonic() - start, 1)
     del engine
 
     start = time.monotonic()
@@ -98,7 +104,7 @@ def run_privacy(
     scorer = LikelihoodScorer(model_dir, spec, threads=threads)
     codec, eos = TextCodec(model_dir / spec.tokenizer_file), spec.eos_token_ids[0]
     loaded = {a.twin_id: read_adapter(a.artifact, spec) for a in adapters}
-    report |= likelihood_attack(scorer, codec, eos, loaded, facts, likelihood_descriptions, _rng(seed, "likelihood"))
+    report |= likelihood_attack(scorer, codec, eos, loaded, chosen, eligible)
     report |= owner_attack(scorer, codec, eos, loaded, facts)
     seconds["likelihood"] = round(time.monotonic() - start, 1)
     start = time.monotonic()

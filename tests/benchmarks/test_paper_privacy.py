@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from benchmarks.paper.adapters import HomeAdapter, train_home_adapters
+from benchmarks.paper.enumeration import answer_key, score_enumeration
 from benchmarks.paper.leakage import common_prefix
 from benchmarks.paper.privacy import run_privacy
 from benchmarks.paper.scoring import LikelihoodScorer
@@ -35,7 +36,7 @@ from shared.attacks import (
 )
 from shared.modelspec import ModelSpec, load_spec, lora_a_name, lora_b_name
 from shared.scenario import generate
-from shared.templates import mentions, object_name
+from shared.templates import mentions, normalize_answer, object_name
 
 # --- metric math -------------------------------------------------------------------------------
 
@@ -182,6 +183,21 @@ def test_descriptions_have_several_candidates_and_one_true_object(facts: list[As
         assert len({c.attribute for c in d.candidates}) == 1 and all(c.split == "train" for c in d.candidates)
 
 
+def test_the_enumeration_attacker_names_the_one_object_answering_the_value(facts: list[AskableFact]) -> None:
+    chosen = descriptions(facts)[:40]
+    truth = {answer_key(d.twin_id, c): normalize_answer(c.answer) for d in chosen for c in d.candidates}
+    perfect = score_enumeration(chosen, truth)  # a twin answering every forward question right
+    assert perfect["enumeration_attack_top1"] == 1.0 and perfect["enumeration_attack"]["forward_accuracy"] == 1.0
+    d = chosen[0]
+    decoy = answer_key(d.twin_id, d.candidates[1 - min(d.true_index, 1)])
+    tied = score_enumeration([d], {**truth, decoy: normalize_answer(d.value)})  # two objects answer the value
+    assert tied["enumeration_attack_top1"] == 0.0
+    silent = score_enumeration(chosen, dict.fromkeys(truth, "i don't know"))  # a twin that knows nothing
+    assert silent["enumeration_attack_top1"] == 0.0 and silent["enumeration_attack"]["forward_accuracy"] == 0.0
+    expected = chance([len(c.candidates) for c in chosen])
+    assert silent["enumeration_attack"]["chance"] == pytest.approx(expected, abs=1e-4)
+
+
 # --- the scorer against a plain forward pass ---------------------------------------------------
 
 
@@ -297,7 +313,11 @@ def test_table2_on_the_tiny_model(adapters: list[HomeAdapter], model_cache: Path
             assert doc[mode]["max"] == max(values)
     summary = canary["summary"]
     assert summary["adapter_max"] >= summary["adapter_mean"] >= 0 and summary["base_max"] >= summary["base_mean"] >= 0
-    assert set(report["seconds"]) == {"normal", "reverse", "likelihood", "canary"}
+    enumeration = report["enumeration_attack"]
+    assert 0.0 <= report["enumeration_attack_top1"] <= 1.0 and enumeration["descriptions"] == 6
+    assert enumeration["chance"] == report["chance"]  # the likelihood attack's descriptions, the same draw
+    assert enumeration["questions_asked"] >= attack["candidates_mean"]
+    assert set(report["seconds"]) == {"normal", "reverse", "enumeration", "likelihood", "canary"}
 
 
 def test_adapters_of_another_scenario_are_refused(
