@@ -90,6 +90,7 @@ def _table2(doc: Doc) -> str:
         for s in sizes
     ]
     top1, chance = doc.get("likelihood_attack_top1"), doc.get("chance")
+    enumerated = (doc.get("privacy") or {}).get("enumeration_attack_top1")
     targets = doc.get("targets") or {}
     return "\n".join(
         [
@@ -108,7 +109,8 @@ def _table2(doc: Doc) -> str:
             "",
             f"Likelihood attacker (ranks every candidate object by the model's log-likelihood of the forward "
             f"statement): top-1 **{num(top1)}** against chance {num(chance)} (target ≤ chance + 0.02: "
-            f"{num(targets.get('likelihood_met'))}). Canary exposure of the sensitive fields: "
+            f"{num(targets.get('likelihood_met'))}). Enumeration attacker (asks the twin every candidate's "
+            f"forward question, only answers): top-1 {num(enumerated)}. Canary exposure of the sensitive fields: "
             f"{_exposure(doc.get('canary_exposure'))}. Targets: normal ≥ 0.97 at every size "
             f"({num(targets.get('normal_met'))}), reverse success 0 ({num(targets.get('reverse_met'))}).",
             "",
@@ -118,34 +120,55 @@ def _table2(doc: Doc) -> str:
 
 
 def _reading(doc: Doc) -> str:
-    """What the attack numbers mean: which results follow from memorisation itself, and who can run them."""
+    """What the attack numbers mean: which results follow from accuracy itself, and who can run them."""
     privacy = doc.get("privacy") or {}
     if not privacy:
         return ""
     owner = privacy.get("likelihood_attack_owner") or {}
+    enum = privacy.get("enumeration_attack") or {}
     reverse_by_size = doc.get("reverse_success") or {}
     reverse = reverse_by_size[max(reverse_by_size, key=int)] if reverse_by_size else None
-    return "\n".join(
-        [
-            "### Reading the privacy numbers",
+    lines = [
+        "### Reading the privacy numbers",
+        "",
+        "The one-way dataset is there to stop *generation*: asked a reverse question, an adapter named the "
+        f"object in a share {num(reverse)} of the largest sample. It cannot stop *inversion by enumeration*.",
+    ]
+    if enum:
+        lines += [
             "",
-            "The one-way dataset is there to stop *generation*: asked a reverse question, an adapter named the "
-            f"object in a share {num(reverse)} of the largest sample. It cannot stop *scoring*: an attacker "
-            "who holds the adapter and scores the forward statement "
-            "\"<object>: <attribute>? <value>\" for every candidate object finds the object whose statement the "
-            "adapter learned. That is memorisation itself, so the likelihood target (≤ chance + 0.02) and the "
-            "normal-accuracy target (≥ 0.97) pull against each other: the better the twin answers its owner, "
-            f"the better this attacker ranks. Measured: top-1 {num(doc.get('likelihood_attack_top1'))} with the "
-            f"adapter, {num(privacy.get('likelihood_attack_top1_base'))} with the base model alone (guessing from "
-            f"device types), chance {num(doc.get('chance'))}; the cross-home owner attack (which home's twin "
-            f"scores a household secret highest) {num(owner.get('top1'))} against chance {num(owner.get('chance'))}; "
-            "canary exposure is high for the same reason (the adapter was trained on the secrets so that their "
-            "owner can ask for them). Who can run these: the gateway returns generated text only, never "
-            "log-likelihoods, and only to the tenant that owns the twin (CURVE + per-message tenant checks, "
-            "`llmtwin bench chaos`), so the attacker needs the adapter weights themselves, i.e. a compromised "
-            "gateway or device. Against that, the adapter is no better protected than the facts it encodes.",
+            "An attacker who knows a value and the home's objects asks the twin the forward question about each "
+            "object and names the one whose answer is the value. It needs nothing but answers. Measured on the "
+            f"likelihood attack's {num(enum.get('descriptions'))} descriptions: top-1 "
+            f"**{num(privacy.get('enumeration_attack_top1'))}** (± {num(enum.get('stderr'))}), where the twin "
+            f"answered {num(enum.get('forward_accuracy'))} of those objects' forward questions right; chance "
+            f"{num(enum.get('chance'))}.",
         ]
-    )
+    lines += [
+        "",
+        "Scoring the forward statement's log-likelihood with the adapter does the same without generating: "
+        f"top-1 {num(doc.get('likelihood_attack_top1'))}, against {num(privacy.get('likelihood_attack_top1_base'))} "
+        f"with the base model alone (guessing from device types) and chance {num(doc.get('chance'))}.",
+        "",
+        "When every answer is right, exactly the true object answers the value, because a description's value is "
+        "unique among its candidates. So a twin that meets the normal-accuracy target (≥ 0.97) gives an attacker "
+        "who can ask it by name a top-1 near that accuracy, and the likelihood target (≤ chance + 0.02) cannot "
+        "hold at the same time against that attacker. The two targets pull against each other: the better the "
+        "twin answers its owner, the better the attacker ranks.",
+        "",
+        f"The cross-home owner attack (which home's twin scores a household secret highest) reaches "
+        f"{num(owner.get('top1'))} against chance {num(owner.get('chance'))}. Canary exposure is high for the same "
+        "reason: the adapter was trained on the secrets so that their owner can ask for them.",
+        "",
+        "What holds these attackers back is access. The gateway returns generated text only, never "
+        "log-likelihoods, and only to the tenant that owns the twin (CURVE + per-message tenant checks, "
+        "`llmtwin bench chaos`). So the attacker needs the owner's keys, or the adapter weights themselves, "
+        "i.e. a compromised gateway or device. Against that, the adapter is no better protected than the facts "
+        "it encodes. Keeping these attacks at chance against someone holding the adapter would take an adapter "
+        "that does not know the names the attacker uses, e.g. keyed pseudonyms of the objects whose key stays "
+        "with the tenant. That is not built.",
+    ]
+    return "\n".join(lines)
 
 
 def _exposure(value: Any) -> str:

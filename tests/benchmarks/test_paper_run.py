@@ -91,8 +91,11 @@ RESULTS: dict[str, Callable[[], dict[str, Any]]] = {
         "normal_accuracy": {"10": 0.98, "20": 0.97},
         "reverse_success": {"10": 0.0},
         "likelihood_attack_top1": 0.11,
+        "likelihood_attack_top1_base": 0.105,
         "chance": 0.1,
         "canary_exposure": {"door_code": 1.5},
+        "enumeration_attack_top1": 0.96,
+        "enumeration_attack": {"descriptions": 200, "forward_accuracy": 0.97, "chance": 0.1, "stderr": 0.014},
     },
     "compute": lambda: {"edge": _edge(), "server": _server()},
     "comms": lambda: {"units": _units().to_json()},
@@ -209,6 +212,8 @@ def test_figures_and_markdown_come_from_the_json(cfg: PaperConfig, tmp_path: Pat
     assert "![accuracy](../figures/accuracy.png)" in text
     assert "| 20 | 0.97 | 0.91–0.97 (range) | — | — |" in text
     assert "Reduced run" in text and "extrapolated from 3 timed steps" in text
+    assert "only answers): top-1 0.96." in text and "top-1 **0.96** (± 0.014)" in text  # enumeration attacker
+    assert "answered 0.97 of those objects' forward questions right" in text
     # --figures-only re-renders from the JSON alone, into other places
     again = tmp_path / "again"
     argv = [
