@@ -2,9 +2,11 @@
 
 Every home's adapter comes from ``python -m edge.finetune.round --request F`` child processes, exactly
 as the daemon runs a round (``benchmarks.finetune.run_child``), on the home's static records from
-``shared.scenario.generate(seed, n_homes)``. The eval gate's threshold is 0, so the adapter is always
+``shared.scenario.generate(seed, n_homes)``. The eval gate's threshold is 0, so a cold round's adapter is always
 exported (the privacy part measures its accuracy itself). ``rounds`` > 1 chains rounds the way
-λ-periodic rounds do: each warm-starts from, and is scored against, the previous one's adapter.
+λ-periodic rounds do: each warm-starts from, and is scored against, the adapter in service. A round whose
+candidate scores below that one is rejected, as on the daemon: the adapter in service stays (counted in
+``rejected``).
 
 Work directory layout (one folder per home, resumable)::
 
@@ -49,6 +51,7 @@ class HomeAdapter:
     peak_rss_mb: float
     records: int  # static records in
     facts: int
+    rejected: int = 0  # rounds whose candidate scored below the adapter in service (which stayed)
 
 
 class AdapterTrainingError(RuntimeError):
@@ -149,11 +152,14 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
         except (OSError, ValueError) as exc:  # the child died before writing its result (killed, crashed)
             raise AdapterTrainingError(f"home{home} round {number}: no result from the round: {exc}") from exc
         result = child["result"]
-        if result["status"] != "accepted" or not result["adapter_path"]:
-            raise AdapterTrainingError(f"home{home} round {number}: {result['status']}: {result['reason']}")
         results.append({**result, "wall_s": child["wall_s"]})
-        current = result["adapter_path"]
-    assert current is not None  # rounds >= 1
+        if result["status"] == "accepted" and result["adapter_path"]:
+            current = result["adapter_path"]
+        elif result["status"] != "rejected" or current is None:
+            raise AdapterTrainingError(f"home{home} round {number}: {result['status']}: {result['reason']}")
+        # rejected (worse than the adapter in service): that one stays in service, as on the daemon, and the
+        # next round starts from it (a rejected candidate is a daemon's resume point only when it scored higher)
+    assert current is not None  # rounds >= 1, and the first one was accepted
     artifact = Path(current)
     adapter = HomeAdapter(
         home=home,
@@ -165,6 +171,7 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
         peak_rss_mb=max(float(r["peak_rss_mb"]) for r in results),
         records=int(results[-1]["records"]),
         facts=int(results[-1]["facts"]),
+        rejected=sum(r["status"] == "rejected" for r in results),
     )
     if not manifest_path(artifact).is_file():
         raise AdapterTrainingError(f"home{home}: {artifact} has no manifest beside it")

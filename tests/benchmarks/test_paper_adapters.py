@@ -21,12 +21,14 @@ from shared.modelspec import load_spec, lora_a_name, lora_b_name
 class FakeChild:
     """Stands in for ``benchmarks.finetune.run_child``: records requests, writes a valid adapter."""
 
-    def __init__(self, status: str = "accepted") -> None:
+    def __init__(self, status: str = "accepted", rejected: frozenset[int] = frozenset()) -> None:
         self.requests: list[RoundRequest] = []
         self.status = status
+        self.rejected = rejected  # round numbers whose candidate scores below the adapter in service
 
     def __call__(self, request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
         self.requests.append(request)
+        status = "rejected" if number in self.rejected else self.status
         spec = load_spec(Path(request.model_dir))
         artifact = Path(request.out_dir) / f"v{request.version}" / "adapter.onnx_adapter"
         artifact.parent.mkdir(parents=True)
@@ -43,9 +45,9 @@ class FakeChild:
         manifest = AdapterManifest(request.twin_id, request.version, spec.fingerprint, 8, 16.0, ("q_proj", "v_proj"))
         write_adapter(artifact, tensors, manifest)
         result = {
-            "status": self.status,
+            "status": status,
             "reason": "because",
-            "adapter_path": str(artifact) if self.status == "accepted" else None,
+            "adapter_path": str(artifact) if status == "accepted" else None,
             "steps": 3,
             "peak_rss_mb": 100.0 + number,
             "records": len(request.records),
@@ -120,6 +122,30 @@ def test_a_round_without_an_adapter_fails_loudly(
     monkeypatch.setattr(mod, "run_child", FakeChild(status="failed"))
     with pytest.raises(AdapterTrainingError, match="home1 round 1: failed: because"):
         train_home_adapters(tmp_path, "tiny", model_cache, [1])
+    assert not (tmp_path / "home1" / DONE).exists()
+
+
+def test_a_rejected_round_leaves_the_adapter_in_service(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    """As on the daemon: the candidate that scored below the adapter in service is not served, and the next
+    round starts from (and is scored against) the one in service."""
+    child = FakeChild(rejected=frozenset({2, 4}))
+    monkeypatch.setattr(mod, "run_child", child)
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=4, threads=1)
+    served = [r.current_adapter and Path(r.current_adapter).parent.name for r in child.requests]
+    assert served == [None, "v1", "v1", "v3"]
+    assert done.artifact.parent.name == "v3" and done.rejected == 2
+    assert done.rounds == 4 and done.round_s == 6.0 and done.steps == 12  # every round's time and steps
+    assert train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=4, threads=1) == [done]  # reused
+
+
+def test_a_rejected_cold_round_fails_loudly(
+    monkeypatch: pytest.MonkeyPatch, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(mod, "run_child", FakeChild(rejected=frozenset({1})))
+    with pytest.raises(AdapterTrainingError, match="home1 round 1: rejected: because"):
+        train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2)
     assert not (tmp_path / "home1" / DONE).exists()
 
 
