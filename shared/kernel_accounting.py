@@ -22,9 +22,8 @@ handshake + the frames logged as sent. The SYN/FIN octets the kernel counts in s
 shown apart (``control``) and taken out of the difference; bytes sent but not acknowledged yet
 (``unacked``) are shown, not taken out: a live sample's ``out`` can trail the model by them
 (delayed ACKs), a close record's cannot. The difference is reported as it is: absolute (bytes,
-kernel − control − model) and relative (to the model).
+kernel − control − model) and relative (to the model). The arithmetic: :mod:`shared.reconciliation`.
 """
-
 
 from __future__ import annotations
 
@@ -40,6 +39,7 @@ from typing import Literal
 from shared.bwlog import BandwidthLog, Side
 from shared.metering import Direction, handshake_bytes
 from shared.metrics import Registry
+from shared.reconciliation import Figures, Reconciliation, compare
 from shared.tcpinfo import TcpCounters, TcpHandle, control_octets
 
 log = logging.getLogger(__name__)
@@ -49,111 +49,6 @@ SAMPLE_S = 10.0
 RECHECK_S = 0.02  # after a DISCONNECTED whose descriptor still looked alive (the close is racing us)
 RECHECK_GRACE_S = 2.0
 RECENT_CLOSED = 64
-
-
-# ------------------------------------------------------------------------------------------------
-# reconciliation
-
-
-@dataclass(frozen=True, slots=True)
-class Difference:
-    """Kernel vs model for one direction. ``kernel`` is the raw counter (None: never sampled, or a
-    field this kernel does not fill); ``control`` the SYN/FIN octets inside it."""
-
-    kernel: int | None
-    control: int
-    model: int
-
-    @property
-    def absolute(self) -> int | None:
-        return None if self.kernel is None else self.kernel - self.control - self.model
-
-    @property
-    def relative(self) -> float | None:
-        diff = self.absolute
-        return None if diff is None or self.model == 0 else diff / self.model
-
-    def to_json(self) -> dict[str, object]:
-        rel = self.relative
-        return {
-            "kernel": self.kernel,
-            "control": self.control,
-            "model": self.model,
-            "absolute": self.absolute,
-            "relative": None if rel is None else round(rel, 6),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    """Kernel vs model for one connection (``scope="conn"``, ``key`` its id) or one tenant."""
-
-    side: Side
-    scope: Literal["conn", "tenant"]
-    key: str
-    tenant: str
-    connections: int
-    messages_in: int
-    messages_out: int
-    inbound: Difference  # bytes_received vs handshake (peer's half) + frames received
-    outbound: Difference  # bytes_acked vs handshake (our half) + frames sent
-    unacked: int | None  # sent, not acknowledged yet, at the samples
-    exact: bool  # every connection's counters were read at its close (none live, none missing)
-
-    def within(self, fraction: float) -> bool:
-        """Both directions known and within ``fraction`` of the model."""
-        return all(d.relative is not None and abs(d.relative) <= fraction for d in (self.inbound, self.outbound))
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "side": self.side,
-            "scope": self.scope,
-            "key": self.key,
-            "tenant": self.tenant,
-            "connections": self.connections,
-            "messages_in": self.messages_in,
-            "messages_out": self.messages_out,
-            "in": self.inbound.to_json(),
-            "out": self.outbound.to_json(),
-            "unacked": self.unacked,
-            "exact": self.exact,
-        }
-
-
-@dataclass(slots=True)
-class _Figures:
-    """Sums over connections: kernel (raw), control octets, frames of the messages, handshakes."""
-
-    connections: int = 0
-    sampled: int = 0
-    kernel_in: int = 0
-    kernel_out: int = 0
-    kernel_in_known: bool = True
-    kernel_out_known: bool = True
-    control_in: int = 0
-    control_out: int = 0
-    frame_in: int = 0
-    frame_out: int = 0
-    messages_in: int = 0
-    messages_out: int = 0
-    unacked: int | None = 0
-    exact: bool = True
-
-    def add(self, other: _Figures) -> None:
-        self.connections += other.connections
-        self.sampled += other.sampled
-        self.kernel_in += other.kernel_in
-        self.kernel_out += other.kernel_out
-        self.kernel_in_known = self.kernel_in_known and other.kernel_in_known
-        self.kernel_out_known = self.kernel_out_known and other.kernel_out_known
-        self.control_in += other.control_in
-        self.control_out += other.control_out
-        self.frame_in += other.frame_in
-        self.frame_out += other.frame_out
-        self.messages_in += other.messages_in
-        self.messages_out += other.messages_out
-        self.unacked = None if self.unacked is None or other.unacked is None else self.unacked + other.unacked
-        self.exact = self.exact and other.exact
 
 
 @dataclass(slots=True, eq=False)
@@ -230,9 +125,9 @@ class KernelAccounting:
         self._live: dict[str, Connection] = {}
         self._routes: dict[bytes, Connection] = {}
         self._recent: deque[Connection] = deque(maxlen=RECENT_CLOSED)
-        self._closed: dict[str, _Figures] = {}
-        self._tenant_model: dict[str, _Figures] = {}
-        self._unattached: dict[str, _Figures] = {}  # messages logged while no connection was known
+        self._closed: dict[str, Figures] = {}
+        self._tenant_model: dict[str, Figures] = {}
+        self._unattached: dict[str, Figures] = {}  # messages logged while no connection was known
         self._rechecks: dict[str, float] = {}
         self._wake = asyncio.Event()
         self._next_sample = time.monotonic() + sample_s
@@ -257,6 +152,11 @@ class KernelAccounting:
             "Kernel minus model over model, per tenant and direction, at the last scrape",
             ("tenant", "direction"),
         )
+
+    @property
+    def handshake(self) -> tuple[int, int]:
+        """One connection's ZMTP/CURVE handshake as this side sees it: (in, out) bytes."""
+        return self.handshake_in, self.handshake_out
 
     # ---- the connection registry -------------------------------------------------------------------
 
@@ -380,8 +280,8 @@ class KernelAccounting:
         conn = self._live.get(conn_id) if conn_id else None
         if conn is None and conn_id:
             conn = next((c for c in self._recent if c.id == conn_id), None)
-        model = self._tenant_model.setdefault(tenant, _Figures())
-        _count(model, direction, frame)
+        model = self._tenant_model.setdefault(tenant, Figures())
+        model.count(direction, frame)
         if conn is not None:
             if direction == "in":
                 conn.frame_in += frame
@@ -390,7 +290,7 @@ class KernelAccounting:
                 conn.frame_out += frame
                 conn.messages_out += 1
         else:
-            _count(self._unattached.setdefault(tenant, _Figures()), direction, frame)
+            self._unattached.setdefault(tenant, Figures()).count(direction, frame)
 
     # ---- sampling ------------------------------------------------------------------------------------
 
@@ -451,7 +351,7 @@ class KernelAccounting:
                 final=conn.final,
                 ts=time.time(),
             )
-        self._closed.setdefault(conn.tenant, _Figures()).add(self._figures(conn))
+        self._closed.setdefault(conn.tenant, Figures()).add(self._figures(conn))
         self._recent.append(conn)
 
     def close_all(self) -> None:
@@ -501,8 +401,8 @@ class KernelAccounting:
 
     # ---- reconciliation ------------------------------------------------------------------------------
 
-    def _figures(self, conn: Connection) -> _Figures:
-        f = _Figures(
+    def _figures(self, conn: Connection) -> Figures:
+        f = Figures(
             connections=1,
             frame_in=conn.frame_in,
             frame_out=conn.frame_out,
@@ -526,52 +426,27 @@ class KernelAccounting:
         f.unacked = last.unacked
         return f
 
-    def _reconciliation(self, scope: Literal["conn", "tenant"], key: str, tenant: str, f: _Figures) -> Reconciliation:
-        inbound = Difference(
-            f.kernel_in if f.kernel_in_known and f.sampled else None,
-            f.control_in,
-            f.connections * self.handshake_in + f.frame_in,
-        )
-        outbound = Difference(
-            f.kernel_out if f.kernel_out_known and f.sampled else None,
-            f.control_out,
-            f.connections * self.handshake_out + f.frame_out,
-        )
-        return Reconciliation(
-            side=self.side,
-            scope=scope,
-            key=key,
-            tenant=tenant,
-            connections=f.connections,
-            messages_in=f.messages_in,
-            messages_out=f.messages_out,
-            inbound=inbound,
-            outbound=outbound,
-            unacked=f.unacked,
-            exact=f.exact and f.connections > 0,
-        )
-
     def reconcile_connection(self, conn: Connection, *, fresh: bool = True) -> Reconciliation:
         """One connection against the messages logged on it (``fresh``: read a live one's counters now)."""
         if fresh and not conn.closed:
             self.sample(conn, log=False)
-        return self._reconciliation("conn", conn.id, conn.tenant, self._figures(conn))
+        return compare(self.side, "conn", conn.id, conn.tenant, self._figures(conn), self.handshake)
 
     def reconcile_tenant(self, tenant: str, *, fresh: bool = True) -> Reconciliation:
         """Every connection of the tenant (live and closed) against all its logged messages."""
         if fresh:
             self.reap()
-        kernel = _Figures()
-        kernel.add(self._closed.get(tenant, _Figures()))
+        kernel = Figures()
+        kernel.add(self._closed.get(tenant, Figures()))
         for conn in list(self._live.values()):
             if conn.tenant == tenant:
                 if fresh:
                     self.sample(conn, log=False)
                 kernel.add(self._figures(conn))
-        model = self._tenant_model.get(tenant, _Figures())
+        model = self._tenant_model.get(tenant, Figures())
         kernel.frame_in, kernel.frame_out = model.frame_in, model.frame_out
         kernel.messages_in, kernel.messages_out = model.messages_in, model.messages_out
-        return self._reconciliation("tenant", tenant, tenant, kernel)
+        return compare(self.side, "tenant", tenant, tenant, kernel, self.handshake)
 
     def tenants(self) -> list[str]:
         names = set(self._closed) | set(self._tenant_model) | {c.tenant for c in self._live.values()}
@@ -612,23 +487,5 @@ class KernelAccounting:
             ],
             "tenants": [r.to_json() for r in self.reconcile(by="tenant", fresh=False)],
             # messages logged while no connection was known: in the tenants' model, in no connection's
-            "unattached": {tenant: _model_json(f) for tenant, f in sorted(self._unattached.items())},
+            "unattached": {tenant: f.model_json() for tenant, f in sorted(self._unattached.items())},
         }
-
-
-def _count(f: _Figures, direction: Direction, frame: int) -> None:
-    if direction == "in":
-        f.frame_in += frame
-        f.messages_in += 1
-    else:
-        f.frame_out += frame
-        f.messages_out += 1
-
-
-def _model_json(f: _Figures) -> dict[str, int]:
-    return {
-        "messages_in": f.messages_in,
-        "messages_out": f.messages_out,
-        "frame_in": f.frame_in,
-        "frame_out": f.frame_out,
-    }

@@ -29,10 +29,11 @@ from edge.daemon import EdgeDaemon
 from shared.bwlog import BandwidthLog
 from shared.config import EdgeConfig, load_config
 from shared.errors import Forbidden
-from shared.kernel_accounting import UNATTRIBUTED, Reconciliation
+from shared.kernel_accounting import UNATTRIBUTED
 from shared.metering import ByteMeter, handshake_bytes
 from shared.metrics import Registry
 from shared.protocol import messages as m
+from shared.reconciliation import Reconciliation
 from shared.semantic import EntityState, encode_prompt
 from shared.tcpinfo import control_octets
 
