@@ -132,7 +132,8 @@ def _reading(doc: Doc) -> str:
         "### Reading the privacy numbers",
         "",
         "The one-way dataset is there to stop *generation*: asked a reverse question, an adapter named the "
-        f"object in a share {num(reverse)} of the largest sample. It cannot stop *inversion by enumeration*.",
+        f"object in a share {num(reverse)} of the largest sample{_hits(privacy)}. It cannot stop *inversion by "
+        "enumeration*.",
     ]
     if enum:
         lines += [
@@ -169,6 +170,13 @@ def _reading(doc: Doc) -> str:
         "with the tenant. That is not built.",
     ]
     return "\n".join(lines)
+
+
+def _hits(privacy: Mapping[str, Any]) -> str:
+    """The reverse questions that named their object, quoted (the JSON keeps up to ten)."""
+    hits = (privacy.get("reverse") or {}).get("hits") or []
+    shown = "; ".join(f"“{h['question']}” → “{h['answer']}”" for h in hits[:3])
+    return f" (the hits: {shown})" if shown else ""
 
 
 def _exposure(value: Any) -> str:

@@ -96,6 +96,7 @@ RESULTS: dict[str, Callable[[], dict[str, Any]]] = {
         "canary_exposure": {"door_code": 1.5},
         "enumeration_attack_top1": 0.96,
         "enumeration_attack": {"descriptions": 200, "forward_accuracy": 0.97, "chance": 0.1, "stderr": 0.014},
+        "reverse": {"hits": [{"question": "Who has 2 as their household size?", "answer": "Ann", "object": "p"}]},
     },
     "compute": lambda: {"edge": _edge(), "server": _server()},
     "comms": lambda: {"units": _units().to_json()},
@@ -214,6 +215,7 @@ def test_figures_and_markdown_come_from_the_json(cfg: PaperConfig, tmp_path: Pat
     assert "Reduced run" in text and "extrapolated from 3 timed steps" in text
     assert "only answers): top-1 0.96." in text and "top-1 **0.96** (± 0.014)" in text  # enumeration attacker
     assert "answered 0.97 of those objects' forward questions right" in text
+    assert "(the hits: “Who has 2 as their household size?” → “Ann”)" in text  # a reverse hit is quoted
     # --figures-only re-renders from the JSON alone, into other places
     again = tmp_path / "again"
     argv = [
