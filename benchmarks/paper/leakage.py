@@ -1,12 +1,12 @@
 """What an adapter gives away to someone who holds it (or can score with it): likelihood attacks and
 canary exposure, measured with torch + PEFT (``benchmarks.paper.scoring``). Beyond the paper's Table 2.
 
-* :func:`likelihood_attack` — for up to n descriptions (attribute + a value unique among the home's
-  objects with that attribute; the default scenario has ~220 over 3 homes), every such object ranked by
-  log p(value + eos | trained question about the object) under the home's adapter, and under the base
-  model on the same rows. Top-1 against chance. Descriptions sharing a candidate set are scored as one
-  grid (``LikelihoodScorer.score_grid``: each candidate question runs once): ~39k token positions per
-  model for all of them, against ~108k row by row.
+* :func:`likelihood_attack` — for up to n descriptions (:func:`pick_descriptions`: attribute + a value
+  unique among the home's objects with that attribute; the default scenario has ~220 over 3 homes), every
+  such object ranked by log p(value + eos | trained question about the object) under the home's adapter,
+  and under the base model on the same rows. Top-1 against chance. Descriptions sharing a candidate set are
+  scored as one grid (``LikelihoodScorer.score_grid``: each candidate question runs once): ~39k token
+  positions per model for all of them, against ~108k row by row.
 * :func:`owner_attack` — the "whose secret is this?" version for household facts: every home's
   household is a candidate, each scored by its own twin's adapter (the gateway serves them all), so
   the attacker picks the home whose twin finds the value most likely. Chance 1/homes.

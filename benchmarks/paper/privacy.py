@@ -9,6 +9,8 @@ Phases (every home's adapter in its own bank slot of one engine; then torch for 
                 alone (slot 0) on the smallest size is the baseline.
     reverse     description -> "which object / whose?" questions (``attacks.reverse_prompts``) asked to
                 the twin that knows the fact; success = the answer names the true object. Paper target 0.
+    enumeration (``enumeration``) the likelihood attack's descriptions, answered by asking the twin every
+                candidate's forward question on the engine: only answers, no weights. Beyond the paper.
     likelihood  (``leakage``, torch + PEFT) for sampled descriptions, every candidate object of the home
                 with that attribute ranked by log p(value | trained question about the candidate), adapter
                 and base: top-1 against chance (mean 1/|candidates|); and "whose secret is this?" across
