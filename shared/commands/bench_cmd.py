@@ -159,34 +159,38 @@ def _chaos(args: argparse.Namespace) -> int:
 
 
 def _register_paper(names: Any) -> None:
-    from benchmarks.paper.config import PaperConfig  # the settings' one source of defaults (no torch)
-
-    d = PaperConfig(Path("paper.json"))
     paper = names.add_parser("paper", help="the paper's case study (Table 2, Fig. 5-9), resumable: JSON, PNGs, doc")
     paper.add_argument("--out", type=Path, help="results file (JSON); required unless --figures-only")
-    paper.add_argument("--base", default=d.base)
     paper.add_argument("--cache-dir", type=Path)
-    paper.add_argument("--work", type=Path, default=d.work, help="adapters and phase state (resumable)")
-    paper.add_argument("--homes", default=_ints(d.homes), help="homes of the default scenario, e.g. 1,2,3")
-    paper.add_argument("--rounds", type=int, default=d.rounds, help="fine-tuning rounds per home (each warm-started)")
-    paper.add_argument("--max-time", type=float, default=d.max_time_s, help="each round's time budget (s)")
-    paper.add_argument("--threads", type=int, default=d.threads)
-    paper.add_argument("--normal-sizes", default=_ints(d.sizes_normal), help="normal-prompt counts")
-    paper.add_argument("--reverse-sizes", default=_ints(d.sizes_reverse), help="reverse-prompt counts")
-    warmup = f"timed full-weight training steps (after {d.fl_warmup} warm-up)"
-    paper.add_argument("--fl-steps", type=int, default=d.fl_steps, help=warmup)
-    paper.add_argument("--server-n", type=int, default=d.server_n, help="entities N for server compute, n = 1..N")
-    paper.add_argument(
-        "--comms-hours", type=int, default=d.comms_hours, help="hours of the trace measured for comms (1..24)"
-    )
-    paper.add_argument("--horizon", type=int, default=d.horizon_h, help="simulated hours of the comms figure")
-    paper.add_argument("--link-mbps", type=float, default=d.link_mbps, help="uplink rate for transfer times (Mbit/s)")
+    # settings: left out when not given, so benchmarks.paper.config.PaperConfig holds every default (and the CLI's
+    # start-up does not import it)
+    unset = {"default": argparse.SUPPRESS}
+    paper.add_argument("--base", **unset, help="prepared base model")
+    paper.add_argument("--work", type=Path, **unset, help="adapters and phase state, resumable")
+    paper.add_argument("--homes", **unset, help="homes of the default scenario")
+    paper.add_argument("--rounds", type=int, **unset, help="fine-tuning rounds per home, each warm-started")
+    paper.add_argument("--max-time", dest="max_time_s", type=float, **unset, help="each round's time budget (s)")
+    paper.add_argument("--threads", type=int, **unset)
+    paper.add_argument("--normal-sizes", dest="sizes_normal", **unset, help="normal-prompt counts")
+    paper.add_argument("--reverse-sizes", dest="sizes_reverse", **unset, help="reverse-prompt counts")
+    paper.add_argument("--fl-steps", type=int, **unset, help="timed full-weight training steps, after warm-up")
+    paper.add_argument("--server-n", type=int, **unset, help="entities N for server compute, n = 1..N")
+    paper.add_argument("--comms-hours", type=int, **unset, help="hours of the trace measured for comms (1..24)")
+    paper.add_argument("--horizon", dest="horizon_h", type=int, **unset, help="simulated hours of the comms figure")
+    paper.add_argument("--link-mbps", type=float, **unset, help="uplink rate for transfer times (Mbit/s)")
     paper.add_argument("--recipe", default="{}", help="JSON of RoundRequest overrides for the adapters")
     paper.add_argument("--restart", action="store_true", help="discard the work dir's state and start clean")
     paper.add_argument("--figures", type=Path, help="PNG folder (default: docs/figures)")
     paper.add_argument("--doc", type=Path, help="markdown file (default: docs/results.md)")
     paper.add_argument("--figures-only", type=Path, metavar="FILE.json", help="re-render figures + markdown only")
     paper.set_defaults(handler=_paper)
+
+
+_PAPER_SETTINGS = (
+    "base", "work", "homes", "rounds", "max_time_s", "threads", "sizes_normal", "sizes_reverse", "fl_steps",
+    "server_n", "comms_hours", "horizon_h", "link_mbps",
+)  # fmt: skip
+_PAPER_INT_LISTS = {"homes": "--homes", "sizes_normal": "--normal-sizes", "sizes_reverse": "--reverse-sizes"}
 
 
 def _paper(args: argparse.Namespace) -> int:
@@ -207,25 +211,12 @@ def _paper(args: argparse.Namespace) -> int:
             raise config.PaperInputError(f"--recipe: not JSON: {exc}") from None
         if not isinstance(recipe, dict):
             raise config.PaperInputError("--recipe: must be a JSON object of RoundRequest fields")
+        given = {name: getattr(args, name) for name in _PAPER_SETTINGS if hasattr(args, name)}
+        for name, flag in _PAPER_INT_LISTS.items():
+            if name in given:
+                given[name] = config.parse_ints(given[name], flag)
         cfg = config.PaperConfig(
-            out=args.out,
-            base=args.base,
-            cache_dir=args.cache_dir,
-            work=args.work,
-            homes=config.parse_ints(args.homes, "--homes"),
-            rounds=args.rounds,
-            max_time_s=args.max_time,
-            threads=args.threads,
-            sizes_normal=config.parse_ints(args.normal_sizes, "--normal-sizes"),
-            sizes_reverse=config.parse_ints(args.reverse_sizes, "--reverse-sizes"),
-            fl_steps=args.fl_steps,
-            server_n=args.server_n,
-            comms_hours=args.comms_hours,
-            horizon_h=args.horizon,
-            link_mbps=args.link_mbps,
-            figures=figures,
-            doc=doc,
-            recipe=recipe,
+            out=args.out, cache_dir=args.cache_dir, figures=figures, doc=doc, recipe=recipe, **given
         )
         result = run.run(cfg, restart=args.restart)
     except config.PaperInputError as exc:
@@ -233,7 +224,3 @@ def _paper(args: argparse.Namespace) -> int:
         return 2
     print(json.dumps(run.summary(result), indent=2))
     return 0
-
-
-def _ints(values: tuple[int, ...]) -> str:
-    return ",".join(map(str, values))
