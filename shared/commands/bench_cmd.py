@@ -6,6 +6,7 @@ Each benchmark measures ratios against a baseline in the same run and writes a J
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -186,10 +187,6 @@ def _register_paper(names: Any) -> None:
     paper.set_defaults(handler=_paper)
 
 
-_PAPER_SETTINGS = (
-    "base", "work", "homes", "rounds", "max_time_s", "threads", "sizes_normal", "sizes_reverse", "fl_steps",
-    "server_n", "comms_hours", "horizon_h", "link_mbps",
-)  # fmt: skip
 _PAPER_INT_LISTS = {"homes": "--homes", "sizes_normal": "--normal-sizes", "sizes_reverse": "--reverse-sizes"}
 
 
@@ -211,7 +208,9 @@ def _paper(args: argparse.Namespace) -> int:
             raise config.PaperInputError(f"--recipe: not JSON: {exc}") from None
         if not isinstance(recipe, dict):
             raise config.PaperInputError("--recipe: must be a JSON object of RoundRequest fields")
-        given = {name: getattr(args, name) for name in _PAPER_SETTINGS if hasattr(args, name)}
+        explicit = {"out", "cache_dir", "figures", "doc", "recipe"}  # set below from the other arguments
+        settings = {f.name for f in dataclasses.fields(config.PaperConfig)} - explicit
+        given = {name: value for name, value in vars(args).items() if name in settings}
         for name, flag in _PAPER_INT_LISTS.items():
             if name in given:
                 given[name] = config.parse_ints(given[name], flag)
