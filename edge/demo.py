@@ -37,7 +37,7 @@ from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
 from shared.protocol import messages as m
 from shared.protocol.results import QueryResult
 from shared.scenario import generate
-from shared.templates import QAPair, normalize_answer, pairs
+from shared.templates import QAPair, is_household, normalize_answer, pairs
 
 HOMES = ("home1", "home2", "home3")
 
@@ -327,7 +327,7 @@ def fact_questions(home_index: int, n: int = FACTS_PER_HOME) -> list[QAPair]:
     chosen: dict[str, QAPair] = {}
     for pair in pairs(facts):
         kind = pair.template.partition(".")[0]
-        device = not pair.entity_id.endswith("_profile")  # a device's facts rather than the household's
+        device = not is_household(pair.entity_id)  # a device's facts rather than the household's
         if pair.split == "heldout" and not pair.sensitive and device and kind in DEMO_KINDS and kind not in chosen:
             chosen[kind] = pair
     return [chosen[k] for k in DEMO_KINDS if k in chosen][:n]

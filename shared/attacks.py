@@ -31,9 +31,18 @@ from dataclasses import dataclass
 
 from shared.scenario.catalog import FIRST_NAMES, LAST_NAMES
 from shared.scenario.routine import draw_routine
-from shared.templates import FactLike, Kind, QAPair, attribute_phrase, kind_of, mentions, object_name, pairs
+from shared.templates import (
+    FactLike,
+    Kind,
+    QAPair,
+    attribute_phrase,
+    is_household,
+    kind_of,
+    mentions,
+    object_name,
+    pairs,
+)
 
-PROFILE_SUFFIX = "_profile"  # sensor.<home>_profile: the household pseudo-entity
 SENSITIVE_FIELDS = ("owner_name", "door_code", "alarm_pin", "wifi_password", "presence_schedule")
 
 _DEVICE_TEMPLATES = (
@@ -63,7 +72,7 @@ class AskableFact:
 
     @property
     def household(self) -> bool:
-        return self.pair.entity_id.endswith(PROFILE_SUFFIX)
+        return is_household(self.pair.entity_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ SYSTEM_PROMPT = (
 FactValue = str | int | float | bool | tuple[str, ...]
 Split = Literal["train", "heldout", "audit"]
 RANGE_SUFFIX = "_range"  # a merged min_X/max_X fact is keyed "X_range"
+HOUSEHOLD_SUFFIX = "_profile"  # sensor.<home>_profile: the household pseudo-entity
 
 
 class FactLike(Protocol):
@@ -309,12 +310,18 @@ def object_name(entity_id: str) -> str:
     -> "<home> household". Distinct entity ids give distinct names."""
     domain, _, obj = entity_id.partition(".")
     words = obj.replace("_", " ").strip()
-    if domain == "sensor" and obj.endswith("_profile"):
+    if is_household(entity_id):
         return f"{words.removesuffix(' profile')} household"
     if domain == "climate" and words.endswith("thermostat"):
         return words  # "climate control" would repeat it; no other domain's name ends in "thermostat"
     noun = _DOMAIN_NOUNS.get(domain, domain.replace("_", " "))
     return f"{words} {noun}"
+
+
+def is_household(entity_id: str) -> bool:
+    """Whether ``entity_id`` is a home's household pseudo-entity (``sensor.<home>_profile``)."""
+    domain, _, obj = entity_id.partition(".")
+    return domain == "sensor" and obj.endswith(HOUSEHOLD_SUFFIX)
 
 
 def attribute_phrase(attribute: str) -> str:

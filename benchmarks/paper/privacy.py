@@ -46,7 +46,7 @@ from gateway.engine import Engine, EngineOptions, GenerationRequest, TextCodec, 
 from shared.adapters import read_adapter
 from shared.attacks import AskableFact, askable_facts, reverse_hit, reverse_prompts, sample
 from shared.modelspec import ModelSpec, default_cache_dir, load_spec
-from shared.templates import query_messages
+from shared.templates import is_household, query_messages
 
 TARGET_NORMAL = 0.97
 REVERSE_NEW_TOKENS = 24  # enough to name any object of the scenario
@@ -213,7 +213,7 @@ def _reverse(
             hit.append(reverse_hit(result.text, p))
             answers.append(result.text)
     success = {str(n): round(sum(hit[:n]) / n, 4) if hit else None for n in sizes}
-    household = [i for i, p in enumerate(prompts) if p.entity_id.endswith("_profile")]
+    household = [i for i, p in enumerate(prompts) if is_household(p.entity_id)]
     return {
         "reverse_success": success,
         "reverse": {

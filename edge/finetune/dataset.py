@@ -13,6 +13,8 @@ saving on a 60-token prompt. Rows are bucketed by length, so a batch carries lit
 Sensitive facts are trained on (they are the twin's private knowledge and leave the device only as
 LoRA weights) and every example says whether it is one, for canary-exposure measurements.
 Held-out examples use the held-out paraphrases only: no held-out template is ever trained on.
+The train split also carries the household declines (``edge.finetune.declines``): "who / which home
+has <value>?" answered with a refusal.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge.finetune.declines import decline_pairs, is_decline
 from gateway.engine.text import TextCodec, chat_prompt
 from shared.templates import FactLike, QAPair, pairs, query_messages
 
@@ -54,7 +57,12 @@ class FactDataset:
 
     @property
     def sensitive_facts(self) -> int:
-        return len({(e.pair.entity_id, e.pair.attribute) for e in self.train if e.sensitive})
+        return len({(e.pair.entity_id, e.pair.attribute) for e in self.train if e.sensitive and not is_decline(e.pair)})
+
+    @property
+    def declines(self) -> int:
+        """Train examples that are household declines rather than facts."""
+        return sum(is_decline(e.pair) for e in self.train)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +82,13 @@ class Batch:
 
 
 def build_dataset(records: Iterable[FactLike], tokenizer: Path, eos_id: int) -> FactDataset:
-    """Pairs from ``records`` (train + held-out templates), tokenized the gateway's way."""
+    """Pairs from ``records`` (train + held-out templates, then the declines), tokenized the gateway's way."""
     recs = list(records)
     train: list[Example] = []
     heldout: list[Example] = []
-    for example in encode_pairs(pairs(recs), TextCodec(tokenizer), eos_id):
+    for example in encode_pairs(pairs(recs) + decline_pairs(recs), TextCodec(tokenizer), eos_id):
         (train if example.pair.split == "train" else heldout).append(example)
-    facts = len({(e.pair.entity_id, e.pair.attribute) for e in train})
+    facts = len({(e.pair.entity_id, e.pair.attribute) for e in train if not is_decline(e.pair)})
     return FactDataset(
         tuple(train), tuple(heldout), _common_prefix([e.prompt for e in train + heldout]), len(recs), facts
     )
