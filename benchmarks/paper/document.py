@@ -132,8 +132,8 @@ def _reading(doc: Doc) -> str:
         "### Reading the privacy numbers",
         "",
         "The one-way dataset is there to stop *generation*: asked a reverse question, an adapter named the "
-        f"object in a share {num(reverse)} of the largest sample{_hits(privacy)}. It cannot stop *inversion by "
-        "enumeration*.",
+        f"object in a share {num(reverse)} of the largest sample{_hits(privacy)}.{_declines(privacy)} It cannot "
+        "stop *inversion by enumeration*.",
     ]
     if enum:
         lines += [
@@ -170,6 +170,20 @@ def _reading(doc: Doc) -> str:
         "with the tenant. That is not built.",
     ]
     return "\n".join(lines)
+
+
+def _declines(privacy: Mapping[str, Any]) -> str:
+    """How the household questions were answered, where the run measured it."""
+    rev = privacy.get("reverse") or {}
+    if rev.get("household_declined") is None:
+        return ""
+    return (
+        " A household question is the case one-way data cannot cover: a twin knows one home and one person, so "
+        'any name it gives is the right one. So every household fact is also trained as a decline ("who / which '
+        'home has <value>?" answered with a refusal, in wordings the attack does not use, `edge.finetune.declines`): '
+        f"the twins declined {num(rev.get('household_declined'))} of the {num(rev.get('household_questions'))} "
+        f"household questions in the sample, and {num(rev.get('declined'))} of all reverse questions."
+    )
 
 
 def _hits(privacy: Mapping[str, Any]) -> str:

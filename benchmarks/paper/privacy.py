@@ -40,13 +40,14 @@ from benchmarks.paper.enumeration import enumeration_attack
 from benchmarks.paper.leakage import canary_exposure, likelihood_attack, owner_attack, pick_descriptions
 from benchmarks.paper.scoring import LikelihoodScorer
 from edge.finetune.dataset import Example, build_dataset
+from edge.finetune.declines import DECLINE
 from edge.finetune.evaluate import EVAL_BATCH, engine_accuracy
 from edge.readings import StaticRecord
 from gateway.engine import Engine, EngineOptions, GenerationRequest, TextCodec, chat_prompt
 from shared.adapters import read_adapter
 from shared.attacks import AskableFact, askable_facts, reverse_hit, reverse_prompts, sample
 from shared.modelspec import ModelSpec, default_cache_dir, load_spec
-from shared.templates import is_household, query_messages
+from shared.templates import is_household, mentions, query_messages
 
 TARGET_NORMAL = 0.97
 REVERSE_NEW_TOKENS = 24  # enough to name any object of the scenario
@@ -214,6 +215,7 @@ def _reverse(
             answers.append(result.text)
     success = {str(n): round(sum(hit[:n]) / n, 4) if hit else None for n in sizes}
     household = [i for i, p in enumerate(prompts) if is_household(p.entity_id)]
+    declined = [mentions(a, DECLINE) for a in answers]
     return {
         "reverse_success": success,
         "reverse": {
@@ -221,6 +223,8 @@ def _reverse(
             "with_replacement": replaced,
             "household_questions": len(household),
             "household_success": round(sum(hit[i] for i in household) / len(household), 4) if household else None,
+            "declined": round(sum(declined) / len(declined), 4) if declined else None,
+            "household_declined": round(sum(declined[i] for i in household) / len(household), 4) if household else None,
             "examples": [
                 {"question": prompts[i].question, "answer": answers[i], "object": prompts[i].entity_id, "hit": hit[i]}
                 for i in range(min(5, len(prompts)))

@@ -296,6 +296,8 @@ def test_table2_on_the_tiny_model(adapters: list[HomeAdapter], model_cache: Path
     assert all(0.0 <= r <= 1.0 for r in rates), rates
     assert report["normal"]["pool"] > 12 and not report["normal"]["with_replacement"]
     assert report["reverse"]["pool"] > 16 and len(report["reverse"]["examples"]) == 5
+    assert 0.0 <= report["reverse"]["declined"] <= 1.0
+    assert report["reverse"]["household_questions"] == 0 or 0.0 <= report["reverse"]["household_declined"] <= 1.0
     for example in report["reverse"]["examples"]:  # the question never names the object it asks for
         assert not mentions(example["question"], object_name(example["object"]))
     attack = report["likelihood_attack"]
