@@ -16,7 +16,9 @@ object → description pairs, someone who knows a description ("door code 195119
 (no "which device has range 10–90%?"), the value never appears in a question (it would be trained as
 a retrieval cue) and the object never appears in an answer. :func:`pairs` enforces both on every pair it
 builds: a fact whose answer is already spelled out in its question (a "kitchen" light's room) teaches
-nothing and is left out.
+nothing and is left out. (The fine-tuning dataset adds one kind of pair on top, ``edge.finetune.declines``:
+a household value in a "who / which home?" question, answered with the same refusal every time, so the
+value cues nothing but the refusal.)
 
 Every attribute kind has seven or eight ``train`` paraphrases and two ``heldout`` ones. The held-out ones
 are never trained on; the eval gate measures whether the twin answers a question worded in a way it has
