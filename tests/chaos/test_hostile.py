@@ -62,14 +62,21 @@ async def test_injected_lines_stay_one_quoted_line() -> None:
 
 
 async def _send_until_unroutable(transport: RouterTransport, peer: bytes, reply: list[bytes]) -> None:
-    """Send to a vanished peer until the ROUTER reports it unroutable. The route goes when the socket
-    processes the pipe's termination, which sends drive; libzmq processes commands at most about once a
-    millisecond of sends, so how many sends that takes depends on the machine's load: bounded by time."""
+    """Send to a vanished peer until the ROUTER reports it unroutable, as the gateway would.
+
+    The route goes only when the socket has read to the end of the dead peer's inbound pipe (its
+    delimiter; the pipe keeps undelivered messages until then) and finished the termination handshake
+    with the I/O thread. libzmq does that reading when the socket is polled for input (ZMQ_EVENTS),
+    which the gateway's is all the time: its receive loop keeps a recv pending, and pyzmq polls for it.
+    A DONTWAIT send never yields to the event loop, so a loop of sends alone never polls; the test polls
+    after each send instead. (The earlier version did not and, twice, in suites run beside a benchmark,
+    sent for 10 s without the route going; plain CPU load did not reproduce it.)"""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10.0
     while loop.time() < deadline:
         if await transport.send(peer, reply) is Sent.UNROUTABLE:
             return
+        transport.socket.get(zmq.EVENTS)  # the input poll a pending recv makes
     raise AssertionError("a vanished peer was never reported unroutable within 10 s of sends")
 
 
