@@ -113,9 +113,30 @@ def _table2(doc: Doc) -> str:
             f"forward question, only answers): top-1 {num(enumerated)}. Canary exposure of the sensitive fields: "
             f"{_exposure(doc.get('canary_exposure'))}. Targets: normal ≥ 0.97 at every size "
             f"({num(targets.get('normal_met'))}), reverse success 0 ({num(targets.get('reverse_met'))}).",
+            _by_home(doc),
             "",
             "{figure:accuracy}",
         ]
+    )
+
+
+def _by_home(doc: Doc) -> str:
+    """Each home's normal accuracy beside its rounds: a rejected round leaves the older adapter in service."""
+    accuracy = ((doc.get("privacy") or {}).get("normal") or {}).get("by_home") or {}
+    homes = [h for h in doc.get("adapters") or [] if isinstance(h, Mapping)]
+    if not accuracy or not homes:
+        return ""
+    parts = [
+        f"{h.get('twin_id')} {num(accuracy.get(h.get('twin_id')))} ({h.get('rounds')} rounds, "
+        f"{h.get('rejected', 0)} rejected by the eval gate)"
+        for h in homes
+    ]
+    largest = max((int(k) for k in doc.get("normal_accuracy") or {}), default=None)
+    return (
+        f"\nNormal accuracy by home (the {num(largest, ',')}-prompt sample): " + "; ".join(parts) + ". A rejected "
+        "round keeps the "
+        "adapter in service, as on the daemon, and the next round starts from that one, so the rejected round's "
+        "training is lost."
     )
 
 
@@ -132,8 +153,8 @@ def _reading(doc: Doc) -> str:
         "### Reading the privacy numbers",
         "",
         "The one-way dataset is there to stop *generation*: asked a reverse question, an adapter named the "
-        f"object in a share {num(reverse)} of the largest sample{_hits(privacy)}.{_declines(privacy)} It cannot "
-        "stop *inversion by enumeration*.",
+        f"object in a share {num(reverse)} of the largest sample{_hits(privacy)}.{_declines(privacy)} Neither "
+        "stops *inversion by enumeration*.",
     ]
     if enum:
         lines += [
