@@ -134,9 +134,8 @@ def _by_home(doc: Doc) -> str:
     largest = max((int(k) for k in doc.get("normal_accuracy") or {}), default=None)
     return (
         f"\nNormal accuracy by home (the {num(largest, ',')}-prompt sample): " + "; ".join(parts) + ". A rejected "
-        "round keeps the "
-        "adapter in service, as on the daemon, and the next round starts from that one, so the rejected round's "
-        "training is lost."
+        "round keeps the adapter in service, as on the daemon, and the next round starts from that one, so the "
+        "rejected round's training is lost."
     )
 
 
