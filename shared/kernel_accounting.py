@@ -39,7 +39,7 @@ from typing import Literal
 from shared.bwlog import BandwidthLog, Side
 from shared.metering import Direction, handshake_bytes
 from shared.metrics import Registry
-from shared.reconciliation import Figures, Reconciliation, compare
+from shared.reconciliation import Figures, Reconciliation, add_message, compare
 from shared.tcpinfo import TcpCounters, TcpHandle, control_octets
 
 log = logging.getLogger(__name__)
@@ -280,17 +280,8 @@ class KernelAccounting:
         conn = self._live.get(conn_id) if conn_id else None
         if conn is None and conn_id:
             conn = next((c for c in self._recent if c.id == conn_id), None)
-        model = self._tenant_model.setdefault(tenant, Figures())
-        model.count(direction, frame)
-        if conn is not None:
-            if direction == "in":
-                conn.frame_in += frame
-                conn.messages_in += 1
-            else:
-                conn.frame_out += frame
-                conn.messages_out += 1
-        else:
-            self._unattached.setdefault(tenant, Figures()).count(direction, frame)
+        add_message(self._tenant_model.setdefault(tenant, Figures()), direction, frame)
+        add_message(conn if conn is not None else self._unattached.setdefault(tenant, Figures()), direction, frame)
 
     # ---- sampling ------------------------------------------------------------------------------------
 

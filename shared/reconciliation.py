@@ -9,7 +9,7 @@ bytes sent but not acknowledged yet (``unacked``) are shown, not taken out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from shared.bwlog import Side
 from shared.metering import Direction
@@ -80,6 +80,25 @@ class Reconciliation:
         }
 
 
+class MessageCounts(Protocol):
+    """Frame bytes and message counts by direction: ``Figures`` and a kernel ``Connection`` both keep them."""
+
+    frame_in: int
+    frame_out: int
+    messages_in: int
+    messages_out: int
+
+
+def add_message(counts: MessageCounts, direction: Direction, frame: int) -> None:
+    """One message of ``frame`` wire bytes logged in ``direction``."""
+    if direction == "in":
+        counts.frame_in += frame
+        counts.messages_in += 1
+    else:
+        counts.frame_out += frame
+        counts.messages_out += 1
+
+
 @dataclass(slots=True)
 class Figures:
     """Sums over connections: kernel (raw), control octets, frames of the messages (the model)."""
@@ -114,15 +133,6 @@ class Figures:
         self.messages_out += other.messages_out
         self.unacked = None if self.unacked is None or other.unacked is None else self.unacked + other.unacked
         self.exact = self.exact and other.exact
-
-    def count(self, direction: Direction, frame: int) -> None:
-        """One message of ``frame`` wire bytes logged in ``direction``."""
-        if direction == "in":
-            self.frame_in += frame
-            self.messages_in += 1
-        else:
-            self.frame_out += frame
-            self.messages_out += 1
 
     def model_json(self) -> dict[str, int]:
         return {
