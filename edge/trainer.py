@@ -39,7 +39,8 @@ from typing import Any
 
 from edge.finetune.child import ChildRound, ChildSettings
 from edge.finetune.history import RoundHistory, RoundRow
-from edge.finetune.request import RoundProgress, RoundRequest, RoundResult
+from edge.finetune.request import EVAL_LIMIT, RoundProgress, RoundRequest, RoundResult
+from edge.finetune.resume import Candidate, resume_point
 from edge.outbox import Outbox
 from edge.readings import StaticRecord
 from edge.state_store import StateStore, change_fraction, digest
@@ -237,7 +238,7 @@ class Trainer:
             return RoundResult("failed", why, self.cfg.device.twin_id, version)
         current = await self._db.run(RoundHistory.last, "accepted")
         in_service = current if current is not None and current.upload in ("acked", "pending") else None
-        resume = await self._resume_point(in_service)
+        resume = await self._resume_point(in_service, min(EVAL_LIMIT, max(1, len(facts))))  # n: at most the eval size
         request = RoundRequest.from_config(
             ft,
             twin_id=self.cfg.device.twin_id,
@@ -265,19 +266,18 @@ class Trainer:
         finally:
             req_path.unlink(missing_ok=True)
 
-    async def _resume_point(self, in_service: RoundRow | None) -> str | None:
-        """The most accurate recent candidate (a rejected round's adapter) when it beats the one in
-        service: the next round continues from there. None: start from the adapter in service."""
+    async def _resume_point(self, in_service: RoundRow | None, n: int) -> str | None:
+        """A recent rejected candidate to continue from (``edge.finetune.resume``: one that beat the adapter
+        in service, or a newer one within the eval's noise of it). None: start from the adapter in service."""
         recent = await self._db.run(RoundHistory.recent, 10)
-        floor = in_service.accuracy if in_service is not None and in_service.accuracy is not None else -1.0
-        best = max(
-            (r for r in recent if r.status == "rejected" and r.adapter_path and r.accuracy is not None),
-            key=lambda r: (r.accuracy, r.version),
-            default=None,
-        )
-        if best is None or best.accuracy is None or best.accuracy <= floor:
-            return None
-        return best.adapter_path  # (a round whose resume file is gone starts from the one in service)
+        candidates = [
+            Candidate(r.version, r.accuracy, r.adapter_path)
+            for r in recent
+            if r.status == "rejected" and r.adapter_path and r.accuracy is not None
+        ]
+        version = in_service.version if in_service is not None else None
+        accuracy = in_service.accuracy if in_service is not None else None
+        return resume_point(candidates, version, accuracy, n)  # (a resume file that is gone: the one in service)
 
     def _on_progress(self, progress: RoundProgress) -> None:
         if self.progress is None or progress.phase != self.progress.phase:

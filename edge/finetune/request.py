@@ -23,6 +23,7 @@ from shared.config.edge import AdapterDtype, FinetuneSection
 from shared.modelspec import DEFAULT_LORA_TARGETS
 from shared.typed import FieldError, Length, Range, from_plain, to_plain
 
+EVAL_LIMIT = 200  # held-out questions a round scores by default (one per fact)
 Status = Literal["accepted", "rejected", "skipped", "failed"]
 _RECIPE = TrainOptions()
 # the FinetuneSection fields a request copies (the rest of the section is the daemon's scheduling)
@@ -63,7 +64,7 @@ class RoundRequest:
     max_grad_norm: Annotated[float, Range(0.0, 1e6)] = _RECIPE.max_grad_norm
     focus_loss: Annotated[float, Range(0.0, 100.0)] = _RECIPE.focus_loss
     min_visit: Annotated[float, Range(0.01, 1.0)] = _RECIPE.min_visit
-    eval_limit: Annotated[int, Range(1, 1_000_000)] | None = 200  # held-out questions scored, one per fact
+    eval_limit: Annotated[int, Range(1, 1_000_000)] | None = EVAL_LIMIT  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
     min_facts: Annotated[int, Range(1, 1_000_000)] = 4
 
