@@ -6,7 +6,8 @@ as the daemon runs a round (``benchmarks.finetune.run_child``), on the home's st
 exported (the privacy part measures its accuracy itself). ``rounds`` > 1 chains rounds the way
 λ-periodic rounds do: each warm-starts from, and is scored against, the adapter in service. A round whose
 candidate scores below that one is rejected, as on the daemon: the adapter in service stays (counted in
-``rejected``).
+``rejected``), and the next round continues from the candidate when it scored within the eval's noise of
+the one in service (``edge.finetune.resume``, counted in ``resumed``).
 
 Work directory layout (one folder per home, resumable)::
 
@@ -31,13 +32,14 @@ from typing import Any
 
 from benchmarks.finetune import home_records, prepared_model, run_child
 from benchmarks.paper.config import effective_recipe
+from edge.finetune.resume import Candidate, resume_point
 from edge.finetune.round import RoundRequest
 from shared.adapters import manifest_path, read_adapter
 from shared.errors import AdapterError
 from shared.modelspec import ModelSpec, default_cache_dir, load_spec
 
 DONE = "done.json"
-_DONE_VERSION = 1
+_DONE_VERSION = 2  # 2: rounds resume from a rejected candidate within the eval's noise
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class HomeAdapter:
     records: int  # static records in
     facts: int
     rejected: int = 0  # rounds whose candidate scored below the adapter in service (which stayed)
+    resumed: int = 0  # rounds that continued from a rejected candidate instead of the adapter in service
 
 
 class AdapterTrainingError(RuntimeError):
@@ -130,9 +133,13 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
     folder.mkdir(parents=True)
     home = int(key["home"])
     records = home_records(int(key["seed"]), int(key["n_homes"]), home)
-    current: str | None = None
+    current: str | None = None  # the adapter in service
+    served_round, served_accuracy = 0, 0.0  # its round number and held-out accuracy
+    rejected: list[Candidate] = []  # candidates the gate refused since it went into service
     results: list[dict[str, Any]] = []
     for number in range(1, int(key["rounds"]) + 1):
+        n = int(results[-1]["eval_examples"]) if results else 1
+        resume = resume_point(rejected, served_round, served_accuracy, n) if rejected else None
         request = RoundRequest(
             twin_id=f"home{home}",
             version=number,
@@ -140,25 +147,30 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
             out_dir=str(folder / "adapters"),
             records=records,
             current_adapter=current,
+            resume_adapter=resume,
             threads=int(key["threads"]),
             max_time_s=float(key["max_time_s"]),
             eval_threshold=0.0,
             seed=int(key["seed"]),
             **recipe,
         )
-        print(f"home{home}: round {number}/{key['rounds']} ({len(records)} records)", flush=True)
+        start = f", continuing from the candidate {Path(resume).parent.name}" if resume else ""
+        print(f"home{home}: round {number}/{key['rounds']} ({len(records)} records{start})", flush=True)
         try:
             child = run_child(request, folder, number)
         except (OSError, ValueError) as exc:  # the child died before writing its result (killed, crashed)
             raise AdapterTrainingError(f"home{home} round {number}: no result from the round: {exc}") from exc
         result = child["result"]
-        results.append({**result, "wall_s": child["wall_s"]})
+        results.append({**result, "wall_s": child["wall_s"], "resumed": resume is not None})
         if result["status"] == "accepted" and result["adapter_path"]:
-            current = result["adapter_path"]
-        elif result["status"] != "rejected" or current is None:
+            current, served_round, served_accuracy = result["adapter_path"], number, float(result["accuracy"])
+            rejected = []
+        elif result["status"] == "rejected" and current is not None and result["checkpoint_path"]:
+            # worse than the adapter in service, which stays, as on the daemon; the next round continues from
+            # this candidate when it is within the eval's noise of that one (edge.finetune.resume)
+            rejected.append(Candidate(number, float(result["accuracy"]), result["checkpoint_path"]))
+        else:
             raise AdapterTrainingError(f"home{home} round {number}: {result['status']}: {result['reason']}")
-        # rejected (worse than the adapter in service): that one stays in service, as on the daemon, and the
-        # next round starts from it (a rejected candidate is a daemon's resume point only when it scored higher)
     assert current is not None  # rounds >= 1, and the first one was accepted
     artifact = Path(current)
     adapter = HomeAdapter(
@@ -172,6 +184,7 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
         records=int(results[-1]["records"]),
         facts=int(results[-1]["facts"]),
         rejected=sum(r["status"] == "rejected" for r in results),
+        resumed=sum(r["resumed"] for r in results),
     )
     if not manifest_path(artifact).is_file():
         raise AdapterTrainingError(f"home{home}: {artifact} has no manifest beside it")

@@ -128,14 +128,16 @@ def _by_home(doc: Doc) -> str:
         return ""
     parts = [
         f"{h.get('twin_id')} {num(accuracy.get(h.get('twin_id')))} ({h.get('rounds')} rounds, "
-        f"{h.get('rejected', 0)} rejected by the eval gate)"
+        f"{h.get('rejected', 0)} rejected by the eval gate, {h.get('resumed', 0)} continued from a rejected one)"
         for h in homes
     ]
     largest = max((int(k) for k in doc.get("normal_accuracy") or {}), default=None)
     return (
         f"\nNormal accuracy by home (the {num(largest, ',')}-prompt sample): " + "; ".join(parts) + ". A rejected "
-        "round keeps the adapter in service, as on the daemon, and the next round starts from that one, so the "
-        "rejected round's training is lost."
+        "round keeps the adapter in service, as on the daemon. The next round continues from the rejected "
+        "candidate when it scored within the eval's noise of the one in service (two standard errors on its "
+        "200 questions, `edge.finetune.resume`), so that round's training is kept; otherwise it starts from "
+        "the one in service."
     )
 
 

@@ -21,16 +21,20 @@ from shared.modelspec import load_spec, lora_a_name, lora_b_name
 class FakeChild:
     """Stands in for ``benchmarks.finetune.run_child``: records requests, writes a valid adapter."""
 
-    def __init__(self, status: str = "accepted", rejected: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, status: str = "accepted", rejected: frozenset[int] = frozenset(), scores: dict[int, float] | None = None
+    ) -> None:
         self.requests: list[RoundRequest] = []
         self.status = status
         self.rejected = rejected  # round numbers whose candidate scores below the adapter in service
+        self.scores = scores or {}  # round number -> held-out accuracy (default 0.5)
 
     def __call__(self, request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
         self.requests.append(request)
         status = "rejected" if number in self.rejected else self.status
         spec = load_spec(Path(request.model_dir))
-        artifact = Path(request.out_dir) / f"v{request.version}" / "adapter.onnx_adapter"
+        where = Path(request.out_dir) / ("candidates" if status == "rejected" else "")
+        artifact = where / f"v{request.version}" / "adapter.onnx_adapter"
         artifact.parent.mkdir(parents=True)
         d_out = {"q_proj": spec.n_heads * spec.head_dim, "v_proj": spec.n_kv_heads * spec.head_dim}
         tensors = {
@@ -48,6 +52,9 @@ class FakeChild:
             "status": status,
             "reason": "because",
             "adapter_path": str(artifact) if status == "accepted" else None,
+            "checkpoint_path": str(artifact) if status == "rejected" else None,
+            "accuracy": self.scores.get(number, 0.5),
+            "eval_examples": 200,
             "steps": 3,
             "peak_rss_mb": 100.0 + number,
             "records": len(request.records),
@@ -128,16 +135,20 @@ def test_a_round_without_an_adapter_fails_loudly(
 def test_a_rejected_round_leaves_the_adapter_in_service(
     monkeypatch: pytest.MonkeyPatch, tiny_model: Path, model_cache: Path, tmp_path: Path
 ) -> None:
-    """As on the daemon: the candidate that scored below the adapter in service is not served, and the next
-    round starts from (and is scored against) the one in service."""
-    child = FakeChild(rejected=frozenset({2, 4}))
+    """As on the daemon: the candidate that scored below the adapter in service is not served, and every
+    round is scored against the one in service. The next round continues from the candidate when it is
+    within the eval's noise of that one (0.89 vs 0.90 on 200 questions), else from the one in service."""
+    scores = {1: 0.90, 2: 0.89, 3: 0.93, 4: 0.80, 5: 0.95}
+    child = FakeChild(rejected=frozenset({2, 4}), scores=scores)
     monkeypatch.setattr(mod, "run_child", child)
-    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=4, threads=1)
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=5, threads=1)
     served = [r.current_adapter and Path(r.current_adapter).parent.name for r in child.requests]
-    assert served == [None, "v1", "v1", "v3"]
-    assert done.artifact.parent.name == "v3" and done.rejected == 2
-    assert done.rounds == 4 and done.round_s == 6.0 and done.steps == 12  # every round's time and steps
-    assert train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=4, threads=1) == [done]  # reused
+    assert served == [None, "v1", "v1", "v3", "v3"]
+    resumed = [r.resume_adapter and str(Path(r.resume_adapter).relative_to(tmp_path)) for r in child.requests]
+    assert resumed == [None, None, "home1/adapters/candidates/v2/adapter.onnx_adapter", None, None]
+    assert done.artifact.parent.name == "v5" and done.rejected == 2 and done.resumed == 1
+    assert done.rounds == 5 and done.round_s == 7.5 and done.steps == 15  # every round's time and steps
+    assert train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=5, threads=1) == [done]  # reused
 
 
 def test_a_rejected_cold_round_fails_loudly(
