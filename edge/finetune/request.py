@@ -168,6 +168,7 @@ class RoundResult:
     eval_s: float = 0.0
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    peak_rss_by_phase: dict[str, float] = field(default_factory=dict)  # edge.finetune.memory.PhasePeaks
     peak_vm_mb: float | None = None  # virtual: an RLIMIT_AS cap must sit above this, not above peak_rss_mb
     parity_max_abs: float | None = None
     adapter_bytes: int = 0

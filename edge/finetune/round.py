@@ -24,17 +24,15 @@ Only a staging directory is ever written before the final rename (``edge.finetun
 removed on any exit, and one left by a killed process is removed by the next round. Memory-cap hits
 (MemoryError, a failed torch/ORT allocation) and model/adapter errors give a "failed" result; anything
 else (an exception raised by the progress callback, KeyboardInterrupt) propagates after cleanup.
-Peak RSS is the process's own (``ru_maxrss``): run a round in a fresh process for a meaningful number.
+Peak RSS is the process's own, overall and per phase (``edge.finetune.memory``): run a round in a fresh
+process for a meaningful number.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import gc
 import json
 import math
-import resource
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +45,7 @@ from edge.finetune.focus import FILE_NAME as EXAMPLE_LOSSES
 from edge.finetune.focus import load_losses, save_losses
 from edge.finetune.lower_store import FILE_NAME as LOWER_CACHE
 from edge.finetune.lower_store import LowerStore
+from edge.finetune.memory import PhasePeaks, map_large_allocations, peak_vm_mb, release_memory
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult, Status
 from edge.finetune.train import StepInfo, TrainOptions, TrainResult, load_model, train, warm_start_tensors
 from edge.finetune.versions import prune, publish, remove_dead_staging, staging, versions
@@ -67,7 +66,6 @@ _CANDIDATE_SLOT, _CURRENT_SLOT = 1, 2
 # Of the time a round keeps back for after training (1 - train_share), the part its eval takes when it
 # scores two adapters (57 s of 90 s in the bench's catch-up rounds); scoring one gives half of it back.
 _EVAL_PART = 2 / 3
-_M_MMAP_THRESHOLD = -3  # mallopt(3) parameter
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,19 +80,30 @@ def run_round(request: RoundRequest, progress: ProgressFn | None = None) -> Roun
     """One complete round; never leaves a partial version directory behind."""
     start = time.monotonic()
     base = RoundResult("failed", "", request.twin_id, request.version)
+    peaks = PhasePeaks()
+    forward = progress or (lambda _p: None)
+
+    def report(p: RoundProgress) -> None:
+        peaks.enter(p.phase)
+        forward(p)
+
     try:
-        return _run(request, progress or (lambda _p: None), start, base)
+        result = _run(request, report, peaks, start, base)
     except MemoryError as exc:
-        return _failed(base, start, f"memory cap hit: {exc or 'MemoryError'}")
+        result = _failed(base, start, f"memory cap hit: {exc or 'MemoryError'}")
     except RuntimeError as exc:
         if not _out_of_memory(exc):
             raise
-        return _failed(base, start, f"memory cap hit: {str(exc).splitlines()[0][:200]}")
+        result = _failed(base, start, f"memory cap hit: {str(exc).splitlines()[0][:200]}")
     except (TwinError, OSError) as exc:
-        return _failed(base, start, f"{type(exc).__name__}: {exc}")
+        result = _failed(base, start, f"{type(exc).__name__}: {exc}")
+    phases = peaks.finish()
+    return replace(result, peak_rss_mb=max(phases.values()), peak_rss_by_phase=phases, peak_vm_mb=peak_vm_mb())
 
 
-def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundResult) -> RoundResult:
+def _run(
+    request: RoundRequest, report: ProgressFn, peaks: PhasePeaks, start: float, base: RoundResult
+) -> RoundResult:
     model_dir, out_dir = Path(request.model_dir), Path(request.out_dir)
     final = out_dir / f"v{request.version}"
     if final.exists():
@@ -137,7 +146,7 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
         )
         if not math.isfinite(trained.final_loss):
             return _failed(base, start, "training diverged (non-finite loss)")
-        result = _evaluate_and_export(request, spec, plan, trained, stage, report, start, base)
+        result = _evaluate_and_export(request, spec, plan, trained, stage, report, peaks, start, base)
         if result.status == "accepted":
             publish(stage, final)
         elif result.checkpoint_path:  # a resume point for the next round, never served
@@ -147,9 +156,7 @@ def _run(request: RoundRequest, report: ProgressFn, start: float, base: RoundRes
         prune(out_dir, request.keep_versions, request.current_adapter)
     elif result.checkpoint_path:
         prune(out_dir / CANDIDATES, KEEP_CANDIDATES, request.resume_adapter)
-    return replace(
-        result, seconds=round(time.monotonic() - start, 2), peak_rss_mb=peak_rss_mb(), peak_vm_mb=_peak_vm_mb()
-    )
+    return replace(result, seconds=round(time.monotonic() - start, 2))
 
 
 def _skip_reason(data: FactDataset, min_facts: int) -> str | None:
@@ -188,7 +195,7 @@ def _train(
     seen = load_losses(source.with_name(EXAMPLE_LOSSES)) if init is not None and source is not None else {}
     trained = train(model, data, replace(opts, max_time_s=max(1.0, budget)), on_step, store, seen)
     del model
-    _release_memory()
+    release_memory()
     return trained, init is not None
 
 
@@ -199,6 +206,7 @@ def _evaluate_and_export(
     trained: TrainResult,
     stage: Path,
     report: ProgressFn,
+    peaks: PhasePeaks,
     start: float,
     base: RoundResult,
 ) -> RoundResult:
@@ -206,7 +214,7 @@ def _evaluate_and_export(
     base, score, note = _evaluate(request, spec, plan, adapter, report, start, base)
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
-    manifest = _manifest(request, adapter, base, time.monotonic() - start)
+    manifest = _manifest(request, adapter, base, time.monotonic() - start, peaks.overall_mb())
     # encoded from the trained tensors: decoding gives exactly the quantize()d values that were scored
     write_adapter(stage / ARTIFACT_NAME, trained.tensors, manifest)
     # full precision beside it, never uploaded: the next round resumes from this, not from the rounded copy
@@ -240,11 +248,11 @@ def _evaluate(
     from gateway.engine import Engine, EngineOptions  # after training: the ORT session replaces torch's memory
 
     sample = plan.sample
-    _map_large_allocations()
+    map_large_allocations()
     report(RoundProgress("reference", 0, 1, None, time.monotonic() - start))
     model_dir = Path(request.model_dir)
     reference = peft_reference(model_dir / HF_DIR, adapter, spec.module_paths, [e.prompt for e in sample[:PARITY_ROWS]])
-    _release_memory()
+    release_memory()
     eval_start = time.monotonic()
     engine = Engine(model_dir, EngineOptions(threads=request.threads, slots=3, max_batch=64))
     if engine.bank is None:
@@ -293,7 +301,9 @@ def _candidate(request: RoundRequest, spec: ModelSpec, trained: TrainResult) -> 
     return LoadedAdapter(manifest, tensors)
 
 
-def _manifest(request: RoundRequest, adapter: LoadedAdapter, result: RoundResult, seconds: float) -> AdapterManifest:
+def _manifest(
+    request: RoundRequest, adapter: LoadedAdapter, result: RoundResult, seconds: float, peak_mb: float
+) -> AdapterManifest:
     summary = {
         "steps": result.steps,
         "loss": result.loss,
@@ -308,7 +318,7 @@ def _manifest(request: RoundRequest, adapter: LoadedAdapter, result: RoundResult
         "warm_start": result.warm_start,
         "tokens": result.tokens,
         "seconds": round(seconds, 2),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_mb,
         "parity_max_abs": result.parity_max_abs,
         "lr": request.lr,
         "b_lr_ratio": request.b_lr_ratio,
@@ -367,51 +377,12 @@ def _misses(score: Score) -> str:
 
 
 def _failed(base: RoundResult, start: float, reason: str) -> RoundResult:
-    return replace(
-        base, status="failed", reason=reason, seconds=round(time.monotonic() - start, 2), peak_rss_mb=peak_rss_mb()
-    )
+    return replace(base, status="failed", reason=reason, seconds=round(time.monotonic() - start, 2))
 
 
 def _out_of_memory(exc: RuntimeError) -> bool:
     text = str(exc).lower()
     return any(s in text for s in ("can't allocate memory", "out of memory", "failed to allocate memory", "bad_alloc"))
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far: VmHWM. Not ru_maxrss, which Linux carries over
-    from the parent across fork + exec, so a round started by a large process would report its size."""
-    hwm = _status_mb("VmHWM")
-    return hwm if hwm is not None else round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _peak_vm_mb() -> float | None:
-    """Peak virtual size (VmPeak): what an RLIMIT_AS cap is measured against (Linux only)."""
-    return _status_mb("VmPeak")
-
-
-def _status_mb(field: str) -> float | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return None
-
-
-def _map_large_allocations() -> None:
-    """From here on every allocation of 128 KiB or more is a mapping of its own, unmapped when freed.
-    glibc otherwise raises that threshold as large blocks are freed (training frees many), so the
-    reference model's weights and ONNX Runtime's load-time copies are carved from the heap, where
-    freed space is not always given back. Not before: training allocates the same large activations
-    every step, which the heap serves better."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
-
-
-def _release_memory() -> None:
-    """Collect, then hand freed heap pages back to the OS so the next phase's peak does not stack."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def main(argv: list[str] | None = None) -> int:

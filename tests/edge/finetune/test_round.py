@@ -80,6 +80,9 @@ def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple
     assert {"dataset", "train", "reference", "eval", "export"} <= set(phases)
     assert result.steps == 6 and result.accuracy is not None and result.parity_max_abs is not None
     assert result.facts > 0 and result.peak_rss_mb > 0 and result.adapter_bytes > 0
+    # the peak of every phase, in order; the round's is the largest (edge.finetune.memory)
+    assert list(result.peak_rss_by_phase) == ["start", "dataset", "train", "reference", "eval", "export"]
+    assert result.peak_rss_mb == max(result.peak_rss_by_phase.values())
     spec = load_spec(tiny_model)
     adapter = read_adapter(Path(result.adapter_path), spec)
     man = adapter.manifest
@@ -93,6 +96,7 @@ def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple
     first = first_lora_layer(spec.n_layers, request_for(tiny_model, out, ()).top_layers)
     assert man.layers == tuple(range(first, spec.n_layers))  # only the trained layers travel
     assert {"steps", "loss", "accuracy", "records", "seconds", "peak_rss_mb"} <= set(man.training)
+    assert 0 < man.training["peak_rss_mb"] <= result.peak_rss_mb  # the peak up to the export
     curve = json.loads((out / "v1" / "loss_curve.json").read_text())
     assert len(curve["losses"]) == 6 and list(result.loss_curve) == [round(v, 5) for v in curve["losses"]]
     engine = Engine(tiny_model, EngineOptions(threads=1, slots=2))

@@ -1,0 +1,46 @@
+"""``edge.finetune.memory``: the peak resident set of each phase, measured on this process."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.finetune.memory import PhasePeaks, peak_rss_mb, status_mb
+
+MB = 1 << 20
+
+
+def touched(mb: int) -> np.ndarray:
+    block = np.empty(mb * MB, np.uint8)
+    block[::4096] = 1  # every page resident
+    return block
+
+
+def test_each_phase_gets_its_own_peak() -> None:
+    peaks = PhasePeaks("setup")
+    peaks.enter("big")
+    block = touched(200)
+    del block  # back to the system (a block this size is a mapping of its own)
+    peaks.enter("small")
+    small = touched(20)
+    del small
+    got = peaks.finish()
+    assert list(got) == ["setup", "big", "small"] and peaks.exact
+    assert got["big"] - got["small"] > 150  # the small phase did not inherit the big one's peak
+    assert peaks.overall_mb() >= got["big"]  # the largest phase, even after the reset
+    assert peak_rss_mb() < got["big"]
+
+
+def test_a_phase_entered_again_keeps_its_largest_peak_and_the_same_phase_is_not_a_change() -> None:
+    peaks = PhasePeaks("a")
+    peaks.enter("a")  # no change: nothing closed
+    assert peaks.peaks == {}
+    block = touched(100)
+    del block
+    peaks.enter("b")
+    peaks.enter("a")
+    got = peaks.finish()
+    assert list(got) == ["a", "b"] and got["a"] - got["b"] > 60
+
+
+def test_status_fields() -> None:
+    assert status_mb("VmRSS") is not None and status_mb("NoSuchField") is None
