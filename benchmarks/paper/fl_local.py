@@ -24,10 +24,8 @@ questions, for the caller's extrapolation. Peak RSS is this process's own (VmHWM
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
-import resource
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +34,7 @@ from typing import Literal
 
 from benchmarks.finetune import home_records
 from edge.finetune.dataset import FactDataset, build_dataset, epoch_batches, make_batch
+from edge.finetune.memory import peak_rss_mb
 from edge.finetune.train import StepInfo, TrainOptions, batch_loss, load_model, train
 from edge.finetune.weights import load_causal_lm
 from shared.modelspec import HF_DIR, load_spec
@@ -192,16 +191,6 @@ def _lora_steps(
 
 def _mark(ends: list[float], info: StepInfo) -> None:
     ends.append(info.elapsed_s)
-
-
-def peak_rss_mb() -> float:
-    """This process image's peak RSS: VmHWM, which starts afresh at exec. (``ru_maxrss`` does not: Linux
-    carries it over from the forking parent, so a child of a large process reports the parent's size.)"""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
