@@ -50,6 +50,7 @@ class ChildRound:
         self.settings = settings
         self.on_progress = on_progress
         self.peak_rss_mb = 0.0
+        self.phase = ""  # the last phase the child reported
         self._over_cap: str | None = None
 
     async def run(self) -> RoundResult:
@@ -78,9 +79,12 @@ class ChildRound:
         assert proc.stdout is not None
         async for line in proc.stdout:
             try:
-                self.on_progress(RoundProgress(**json.loads(line)))
+                progress = RoundProgress(**json.loads(line))
             except (ValueError, TypeError):
                 log.debug("fine-tune child said: %r", line[:200])
+                continue
+            self.phase = progress.phase
+            self.on_progress(progress)
 
     async def _guard(self, proc: asyncio.subprocess.Process) -> None:
         """Sample the child's RSS; past the cap, terminate it (its round fails, nothing else does)."""
@@ -92,7 +96,8 @@ class ChildRound:
                 continue
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             if rss > cap:
-                self._over_cap = f"memory cap hit: resident {rss:.0f} MB > memory_cap_mb {cap}"
+                during = f" (during {self.phase})" if self.phase else ""
+                self._over_cap = f"memory cap hit: resident {rss:.0f} MB > memory_cap_mb {cap}{during}"
                 log.warning("fine-tune round: %s; terminating it", self._over_cap)
                 await terminate(proc)
                 return
