@@ -55,6 +55,7 @@ class HomeAdapter:
     facts: int
     rejected: int = 0  # rounds whose candidate scored below the adapter in service (which stayed)
     resumed: int = 0  # rounds that continued from a rejected candidate instead of the adapter in service
+    peak_at: str = ""  # where peak_rss_mb was reached: "round <k>, <phase>" (edge.finetune.memory)
 
 
 class AdapterTrainingError(RuntimeError):
@@ -181,6 +182,7 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
         rounds=len(results),
         steps=sum(int(r["steps"]) for r in results),
         peak_rss_mb=max(float(r["peak_rss_mb"]) for r in results),
+        peak_at=_peak_at(results),
         records=int(results[-1]["records"]),
         facts=int(results[-1]["facts"]),
         rejected=sum(r["status"] == "rejected" for r in results),
@@ -191,6 +193,14 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
     plain = {**asdict(adapter), "artifact": str(artifact.relative_to(folder))}
     _write_atomic(folder / DONE, json.dumps({"key": key, "adapter": plain}, indent=2) + "\n")
     return adapter
+
+
+def _peak_at(results: Sequence[Mapping[str, Any]]) -> str:
+    """"round <k>, <phase>" of the largest peak RSS among the rounds (the phase when the round reported it)."""
+    number, worst = max(enumerate(results, 1), key=lambda nr: float(nr[1]["peak_rss_mb"]))
+    phases: Mapping[str, float] = worst.get("peak_rss_by_phase") or {}
+    phase = max(phases, key=lambda k: phases[k]) if phases else ""
+    return f"round {number}, {phase}" if phase else f"round {number}"
 
 
 def _write_atomic(path: Path, text: str) -> None:

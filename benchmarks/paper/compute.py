@@ -74,6 +74,8 @@ class AdapterRun(Protocol):
     def steps(self) -> int: ...
     @property
     def peak_rss_mb(self) -> float: ...
+    @property
+    def peak_at(self) -> str: ...
 
 
 # ------------------------------------------------------------------------------------------------
@@ -204,6 +206,7 @@ def edge_compute(
             "steps": round(per_round_steps),
             "rounds": adapter.rounds,
             "peak_rss_mb": adapter.peak_rss_mb,
+            "peak_at": adapter.peak_at,
         },
         "fl_local": fl.to_json() | _step_facts(results["full"]),
         "lora_loop": lora.to_json() | _step_facts(results["lora"]),

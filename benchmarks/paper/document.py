@@ -271,7 +271,7 @@ def _edge(doc: Doc) -> str:
         ["parameters trained", f"{lora['parameters_trained']:,}", f"{fl['parameters_trained']:,}", DASH],
         [
             "peak RSS (MB)",
-            num(edge["peak_rss_mb_llmtwin"], ".0f"),
+            num(edge["peak_rss_mb_llmtwin"], ".0f") + _where(edge["lora_round"].get("peak_at")),
             num(edge["peak_rss_mb_fl"], ".0f"),
             f"{num(paper.get('edge_peak_rss_mb'), ',.0f')} (LLM-Twin)",
         ],
@@ -291,6 +291,10 @@ def _edge(doc: Doc) -> str:
             "{figure:edge_compute}",
         ]
     )
+
+
+def _where(peak_at: object) -> str:
+    return f" ({peak_at})" if peak_at else ""
 
 
 def _server(doc: Doc) -> str:

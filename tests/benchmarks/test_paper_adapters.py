@@ -57,6 +57,7 @@ class FakeChild:
             "eval_examples": 200,
             "steps": 3,
             "peak_rss_mb": 100.0 + number,
+            "peak_rss_by_phase": {"train": 50.0 + number, "eval": 100.0 + number},
             "records": len(request.records),
             "facts": 7,
         }
@@ -86,6 +87,7 @@ def test_homes_are_trained_in_order_with_chained_rounds(
         peak_rss_mb=102.0,
         records=first.records,
         facts=7,
+        peak_at="round 2, eval",  # the largest round's largest phase
     )
     assert first.records > 100
     # the daemon's way: gate 0, the home's budget, round 2 warm-started from (and scored against) round 1

@@ -49,7 +49,7 @@ def _edge() -> dict[str, Any]:
         "edge_s_fl_measured_steps": 3,
         "extrapolated": True,
         "edge_s_fl_at_lora_steps": 12.0,
-        "lora_round": {},
+        "lora_round": {"peak_at": "round 2, eval"},
         "fl_local": loop | {"parameters_trained": 3_219_776, "peak_rss_mb": 480.0},
         "lora_loop": loop,
         "step_ratio_fl_over_lora": 1.5,
@@ -215,6 +215,7 @@ def test_figures_and_markdown_come_from_the_json(cfg: PaperConfig, tmp_path: Pat
     assert "Reduced run" in text and "extrapolated from 3 timed steps" in text
     assert "only answers): top-1 0.96." in text and "top-1 **0.96** (± 0.014)" in text  # enumeration attacker
     assert "answered 0.97 of those objects' forward questions right" in text
+    assert "| peak RSS (MB) | 410 (round 2, eval) | 480 |" in text  # where the round peaked
     assert "(the hits: “Who has 2 as their household size?” → “Ann”)" in text  # a reverse hit is quoted
     # --figures-only re-renders from the JSON alone, into other places
     again = tmp_path / "again"
