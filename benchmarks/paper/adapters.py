@@ -13,6 +13,7 @@ Work directory layout (one folder per home, resumable)::
 
     <work>/home<N>/request<k>.json, request<k>.result.json     the child's request and result
     <work>/home<N>/adapters/v<k>/adapter.onnx_adapter (+ manifest)
+    <work>/home<N>/adapters/candidates/v<k>/...                 a rejected round's candidate (a resume point)
     <work>/home<N>/done.json                                    written last, atomically
 
 A home whose ``done.json`` matches this run's settings (base fingerprint, seed, homes, rounds, budget,
@@ -169,7 +170,8 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
         elif result["status"] == "rejected" and current is not None and result["checkpoint_path"]:
             # worse than the adapter in service, which stays, as on the daemon; the next round continues from
             # this candidate when it is within the eval's noise of that one (edge.finetune.resume)
-            rejected.append(Candidate(number, float(result["accuracy"]), result["checkpoint_path"]))
+            versus = None if result.get("current_accuracy") is None else float(result["current_accuracy"])
+            rejected.append(Candidate(number, float(result["accuracy"]), result["checkpoint_path"], versus))
         else:
             raise AdapterTrainingError(f"home{home} round {number}: {result['status']}: {result['reason']}")
     assert current is not None  # rounds >= 1, and the first one was accepted

@@ -9,7 +9,7 @@ from edge.finetune.resume import Candidate, noise, resume_point
 
 def test_noise_is_two_standard_errors_with_a_floor_at_the_ends() -> None:
     assert noise(0.955, 200) == pytest.approx(2 * (0.955 * 0.045 / 200) ** 0.5)
-    assert noise(1.0, 200) == noise(0.995, 200) > 0  # a perfect score still has a band of about one question
+    assert noise(1.0, 200) == noise(0.995, 200) > 0  # a perfect score still has a band (about two questions)
     assert noise(0.0, 200) == noise(0.005, 200)
     assert noise(0.7, 1) == 1.0  # one question says nothing
     with pytest.raises(ValueError, match="n must be >= 1"):
@@ -37,3 +37,16 @@ def test_of_several_close_ones_the_newest_and_never_one_older_than_the_adapter_i
     cands = [Candidate(2, 0.94, "v2"), Candidate(5, 0.945, "v5"), Candidate(6, 0.94, "v6")]
     assert resume_point(cands, 4, 0.955, 200) == "v6"  # v6 continued from v5: the most trained
     assert resume_point([Candidate(2, 0.95, "v2")], 4, 0.955, 200) is None  # trained before the one in service
+
+
+def test_an_older_candidate_never_wins_even_one_that_scored_higher() -> None:
+    # trained before the adapter in service (perhaps on other facts): not a continuation of it
+    assert resume_point([Candidate(2, 0.99, "v2")], 4, 0.955, 200) is None
+    assert resume_point([Candidate(2, 0.99, "v2"), Candidate(5, 0.2, "v5")], 4, None, 200) == "v5"
+
+
+def test_the_score_it_was_gated_against_when_known() -> None:
+    # the adapter in service scored 0.955 in its own round, but 0.99 on the questions of round 5 (new facts)
+    assert resume_point([Candidate(5, 0.95, "v5", versus=0.99)], 4, 0.955, 200) is None
+    assert resume_point([Candidate(5, 0.95, "v5", versus=0.96)], 4, 0.90, 200) == "v5"  # within the noise of 0.96
+    assert resume_point([Candidate(5, 0.95, "v5", versus=0.94)], 4, 0.99, 200) == "v5"  # it beat that one
