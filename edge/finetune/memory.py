@@ -5,8 +5,9 @@
 * :class:`PhasePeaks` — the peak of each phase of a round. At a phase change it reads ``VmHWM`` and then
   resets it (``echo 5 > /proc/self/clear_refs``, Linux 4.0+), so the next phase's high-water mark starts
   from the resident set at that moment. The round's peak is the largest of them. Where the reset is
-  refused, each phase's number is the peak up to its end (still an upper bound for that phase), and
-  ``exact`` says so.
+  refused (no such file, a locked-down ``/proc``), there are no per-phase numbers, only the overall peak.
+  The last phase is read without a reset. Once a phase has been closed, ``VmHWM`` (and the ``ru_maxrss``
+  a parent sees for the child) covers only what came after it: the round's peak is :meth:`overall_mb`.
 * :func:`map_large_allocations`, :func:`release_memory` — glibc knobs a round uses between its phases.
 """
 
@@ -57,27 +58,28 @@ class PhasePeaks:
 
     def __init__(self, first: str = "start") -> None:
         self.peaks: dict[str, float] = {}
-        self.exact = True  # every reset so far was done
-        self._phase = first  # from exec (the interpreter, imports) to the first phase change
+        self.supported = True  # False once a reset was refused: then no per-phase numbers
+        self.phase = first  # the phase running; the first runs from exec (the interpreter, imports)
 
     def enter(self, phase: str) -> None:
         """Close the current phase (its peak so far) when ``phase`` is another one."""
-        if phase != self._phase:
-            self._close()
-            self._phase = phase
+        if phase != self.phase:
+            self._read()
+            if self.supported and not _reset_peak():
+                self.supported = False
+            self.phase = phase
 
     def overall_mb(self) -> float:
         """The peak of everything measured so far, the phase still running included."""
         return max([peak_rss_mb(), *self.peaks.values()])
 
     def finish(self) -> dict[str, float]:
-        """Close the last phase; the per-phase peaks."""
-        self._close()
-        return dict(self.peaks)
+        """The per-phase peaks, the last phase's read now (no reset); empty where resets are refused."""
+        self._read()
+        return dict(self.peaks) if self.supported else {}
 
-    def _close(self) -> None:
-        self.peaks[self._phase] = max(self.peaks.get(self._phase, 0.0), peak_rss_mb())
-        self.exact = _reset_peak() and self.exact
+    def _read(self) -> None:
+        self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), peak_rss_mb())
 
 
 def map_large_allocations() -> None:

@@ -180,7 +180,7 @@ class RoundResult:
 
 @dataclass(frozen=True, slots=True)
 class RoundProgress:
-    phase: str  # dataset | train | reference | eval | export
+    phase: str  # dataset | load | train | reference | eval | export
     step: int
     total: int
     loss: float | None

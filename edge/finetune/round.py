@@ -6,6 +6,7 @@
 Phases (each reported through ``progress``)::
 
     dataset    static records -> one-way Q/A pairs -> tokens        too few facts -> "skipped"
+    load       the base model, the warm start (adapter in service or resume point), the lower-layer cache
     train      LoRA on the train paraphrases (edge.finetune.train)
     reference  the exported tensors in PEFT on a few prompts (for the parity check)
     eval       the ONNX engine: candidate in slot 1, the adapter in service in slot 2, same batches; the
@@ -90,15 +91,15 @@ def run_round(request: RoundRequest, progress: ProgressFn | None = None) -> Roun
     try:
         result = _run(request, report, peaks, start, base)
     except MemoryError as exc:
-        result = _failed(base, start, f"memory cap hit: {exc or 'MemoryError'}")
+        result = _failed(base, start, f"memory cap hit: {exc or 'MemoryError'} (during {peaks.phase})")
     except RuntimeError as exc:
         if not _out_of_memory(exc):
             raise
-        result = _failed(base, start, f"memory cap hit: {str(exc).splitlines()[0][:200]}")
+        result = _failed(base, start, f"memory cap hit: {str(exc).splitlines()[0][:200]} (during {peaks.phase})")
     except (TwinError, OSError) as exc:
         result = _failed(base, start, f"{type(exc).__name__}: {exc}")
     phases = peaks.finish()
-    return replace(result, peak_rss_mb=max(phases.values()), peak_rss_by_phase=phases, peak_vm_mb=peak_vm_mb())
+    return replace(result, peak_rss_mb=peaks.overall_mb(), peak_rss_by_phase=phases, peak_vm_mb=peak_vm_mb())
 
 
 def _run(
@@ -188,6 +189,7 @@ def _train(
         report(RoundProgress("train", info.step, info.planned_steps, info.loss, time.monotonic() - start))
 
     opts = request.train_options()
+    report(RoundProgress("load", 0, 1, None, time.monotonic() - start))
     init, source = _warm_start(request, spec, opts)
     model = load_model(Path(request.model_dir) / HF_DIR, opts, init)
     budget = request.max_time_s * share - (time.monotonic() - start)  # the rest: eval, export
@@ -254,6 +256,7 @@ def _evaluate(
     reference = peft_reference(model_dir / HF_DIR, adapter, spec.module_paths, [e.prompt for e in sample[:PARITY_ROWS]])
     release_memory()
     eval_start = time.monotonic()
+    report(RoundProgress("eval", 0, len(sample), None, time.monotonic() - start))  # the engine's load is the eval's
     engine = Engine(model_dir, EngineOptions(threads=request.threads, slots=3, max_batch=64))
     if engine.bank is None:
         raise ModelError(f"{model_dir}: the serving graph has no adapter bank inputs")

@@ -81,7 +81,7 @@ def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple
     assert result.steps == 6 and result.accuracy is not None and result.parity_max_abs is not None
     assert result.facts > 0 and result.peak_rss_mb > 0 and result.adapter_bytes > 0
     # the peak of every phase, in order; the round's is the largest (edge.finetune.memory)
-    assert list(result.peak_rss_by_phase) == ["start", "dataset", "train", "reference", "eval", "export"]
+    assert list(result.peak_rss_by_phase) == ["start", "dataset", "load", "train", "reference", "eval", "export"]
     assert result.peak_rss_mb == max(result.peak_rss_by_phase.values())
     spec = load_spec(tiny_model)
     adapter = read_adapter(Path(result.adapter_path), spec)
