@@ -70,7 +70,7 @@ class ChildRound:
                 guard = tg.create_task(self._guard(proc))
                 await proc.wait()
                 guard.cancel()
-        except asyncio.CancelledError:
+        except BaseException:  # cancelled, or on_progress raised: the child must not outlive its round
             await terminate(proc)
             raise
         return self._outcome(proc.returncode)
