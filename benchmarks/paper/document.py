@@ -135,9 +135,9 @@ def _by_home(doc: Doc) -> str:
     return (
         f"\nNormal accuracy by home (the {num(largest, ',')}-prompt sample): " + "; ".join(parts) + ". A rejected "
         "round keeps the adapter in service, as on the daemon. The next round continues from the rejected "
-        "candidate when it scored within the eval's noise of the one in service (two standard errors on its "
-        "200 questions, `edge.finetune.resume`), so that round's training is kept; otherwise it starts from "
-        "the one in service."
+        "candidate when it scored within the eval's noise of the one in service (two standard errors of a score "
+        "on the round's held-out questions, `edge.finetune.resume`), so that round's training is kept; "
+        "otherwise it starts from the one in service."
     )
 
 
