@@ -39,6 +39,7 @@ from typing import Any
 
 from edge.finetune.child import ChildRound, ChildSettings
 from edge.finetune.history import RoundHistory, RoundRow
+from edge.finetune.memory import peak_phase
 from edge.finetune.request import EVAL_LIMIT, RoundProgress, RoundRequest, RoundResult
 from edge.finetune.resume import Candidate, resume_point
 from edge.outbox import Outbox
@@ -293,7 +294,7 @@ class Trainer:
         finish = (version, result.status, result.reason, now, result.accuracy, artifact, outbox_id)
         await self._db.run(RoundHistory.finish, *finish)
         level = logging.INFO if result.status in ("accepted", "skipped") else logging.WARNING
-        log.log(level, "fine-tune v%d %s: %s", version, result.status, result.reason)
+        log.log(level, "fine-tune v%d %s: %s%s", version, result.status, result.reason, _peak_note(result))
         if outbox_id is not None:
             self._on_upload()
 
@@ -311,6 +312,14 @@ class Trainer:
 
 def _json_bytes(doc: Mapping[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True).encode()
+
+
+def _peak_note(result: RoundResult) -> str:
+    """" (peak RSS 1,310 MB, in eval)": the round's peak memory and the phase that set it, when measured."""
+    if not result.peak_rss_mb:
+        return ""
+    phase = peak_phase(result.peak_rss_by_phase)
+    return f" (peak RSS {result.peak_rss_mb:,.0f} MB{f', in {phase}' if phase else ''})"
 
 
 def _write_private(path: Path, text: str) -> None:

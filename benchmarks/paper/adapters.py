@@ -33,6 +33,7 @@ from typing import Any
 
 from benchmarks.finetune import home_records, prepared_model, run_child
 from benchmarks.paper.config import effective_recipe
+from edge.finetune.memory import peak_phase
 from edge.finetune.resume import Candidate, resume_point
 from edge.finetune.round import RoundRequest
 from shared.adapters import manifest_path, read_adapter
@@ -200,8 +201,7 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
 def _peak_at(results: Sequence[Mapping[str, Any]]) -> str:
     """"round <k>, <phase>" of the largest peak RSS among the rounds (the phase when the round reported it)."""
     number, worst = max(enumerate(results, 1), key=lambda nr: float(nr[1]["peak_rss_mb"]))
-    phases: Mapping[str, float] = worst.get("peak_rss_by_phase") or {}
-    phase = max(phases, key=lambda k: phases[k]) if phases else ""
+    phase = peak_phase(worst.get("peak_rss_by_phase") or {})
     return f"round {number}, {phase}" if phase else f"round {number}"
 
 

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import gc
 import resource
+from collections.abc import Mapping
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -80,6 +81,11 @@ class PhasePeaks:
 
     def _read(self) -> None:
         self.peaks[self.phase] = max(self.peaks.get(self.phase, 0.0), peak_rss_mb())
+
+
+def peak_phase(peaks: Mapping[str, float]) -> str | None:
+    """The phase with the largest peak (the first of a tie); None without per-phase numbers."""
+    return max(peaks, key=lambda phase: peaks[phase]) if peaks else None
 
 
 def map_large_allocations() -> None:

@@ -63,3 +63,8 @@ def test_a_phase_entered_again_keeps_its_largest_peak_and_the_same_phase_is_not_
 
 def test_status_fields() -> None:
     assert status_mb("VmRSS") is not None and status_mb("NoSuchField") is None
+
+
+def test_the_phase_of_the_peak() -> None:
+    assert memory.peak_phase({"load": 900.0, "train": 1300.0, "eval": 1300.0}) == "train"  # the first of a tie
+    assert memory.peak_phase({}) is None

@@ -17,12 +17,12 @@ from edge.daemon import EdgeDaemon
 from edge.finetune.child import ChildRound, ChildSettings
 from edge.finetune.history import RoundHistory
 from edge.finetune.history import create_schema as create_history_schema
-from edge.finetune.request import RoundProgress, RoundRequest
+from edge.finetune.request import RoundProgress, RoundRequest, RoundResult
 from edge.outbox import Outbox
 from edge.outbox import create_schema as create_outbox_schema
 from edge.readings import StaticRecord
 from edge.state_store import AttributePolicy, StateStore
-from edge.trainer import Trainer
+from edge.trainer import Trainer, _peak_note
 from shared.commands import edge_cmd
 from shared.config import EdgeConfig, load_config
 from shared.config.edge import FinetuneSection
@@ -242,3 +242,12 @@ async def test_catching_up_stops_after_catchup_rounds(db: Database) -> None:
     await rejected(db, 3, 0.3, 200.0, "catching up (accuracy 0.20 < gate 0.90)")
     clock[0] = 1000.0
     assert (await trainer.due()).trigger is None
+
+
+def test_the_round_log_line_names_the_peak_and_its_phase() -> None:
+    phases = {"load": 900.0, "eval": 1310.4}
+    assert _peak_note(RoundResult("accepted", "ok", "home1", 3, peak_rss_mb=1310.4, peak_rss_by_phase=phases)) == (
+        " (peak RSS 1,310 MB, in eval)"
+    )
+    assert _peak_note(RoundResult("failed", "killed", "home1", 3, peak_rss_mb=1600.0)) == " (peak RSS 1,600 MB)"
+    assert _peak_note(RoundResult("failed", "no result", "home1", 3)) == ""
