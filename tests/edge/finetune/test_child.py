@@ -13,13 +13,13 @@ from edge.finetune.child import ChildRound, ChildSettings
 from edge.finetune.request import RoundProgress
 
 _GROW = """
-import json, os, sys, time
+import json, os, signal, sys
 open(sys.argv[1], "w").write(str(os.getpid()))
 print(json.dumps({"phase": "eval", "step": 0, "total": 10, "loss": None, "elapsed_s": 1.0}), flush=True)
 block = bytearray(300 << 20)
 for i in range(0, len(block), 4096):
     block[i] = 1
-time.sleep(60)  # the process under test: held resident until the guard terminates it
+signal.pause()  # the process under test: held resident until it is terminated
 """
 
 
