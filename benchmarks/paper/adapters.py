@@ -142,7 +142,7 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
     results: list[dict[str, Any]] = []
     for number in range(1, int(key["rounds"]) + 1):
         n = int(results[-1]["eval_examples"]) if results else 1
-        resume = resume_point(rejected, served_round, served_accuracy, n) if rejected else None
+        resume = resume_point(rejected, served_round, served_accuracy, n)
         request = RoundRequest(
             twin_id=f"home{home}",
             version=number,
