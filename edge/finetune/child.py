@@ -18,9 +18,8 @@ import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edge.finetune.request import RoundProgress, RoundResult
 
@@ -107,17 +106,9 @@ class ChildRound:
             return RoundResult("failed", self._over_cap, "", 0, peak_rss_mb=self.peak_rss_mb)
         if code in (0, 1, 2):
             with contextlib.suppress(OSError, ValueError, TypeError):
-                return result_from_json(self.result.read_text(encoding="utf-8"))
+                return RoundResult.from_json(self.result.read_text(encoding="utf-8"))
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exited with status {code}"
         return RoundResult("failed", f"the round's process {how} (see {self.log_file})", "", 0)
-
-
-def result_from_json(text: str) -> RoundResult:
-    doc: dict[str, Any] = json.loads(text)
-    known = {f.name for f in fields(RoundResult)}
-    doc = {k: v for k, v in doc.items() if k in known}
-    doc["loss_curve"] = tuple(doc.get("loss_curve", ()))
-    return RoundResult(**doc)
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace_s: float = TERM_GRACE_S) -> None:

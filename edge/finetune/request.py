@@ -177,6 +177,15 @@ class RoundResult:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 
+    @classmethod
+    def from_json(cls, text: str) -> RoundResult:
+        """What :meth:`to_json` wrote (keys this version does not know are left out)."""
+        doc: dict[str, Any] = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        doc = {k: v for k, v in doc.items() if k in known}
+        doc["loss_curve"] = tuple(doc.get("loss_curve", ()))
+        return cls(**doc)
+
 
 @dataclass(frozen=True, slots=True)
 class RoundProgress:
