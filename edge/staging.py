@@ -21,6 +21,14 @@ def staging(root: Path, prefix: str) -> Iterator[Path]:
     root.mkdir(parents=True, exist_ok=True)
     stage = root / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
     stage.mkdir()
+    with adopt(stage):
+        yield stage
+
+
+@contextlib.contextmanager
+def adopt(stage: Path) -> Iterator[Path]:
+    """An existing staging directory, removed on any exit: a process that exec'd into this one made it
+    (same pid, so it is not mistaken for a dead one's)."""
     try:
         yield stage
     finally:

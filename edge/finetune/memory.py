@@ -57,9 +57,13 @@ def _reset_peak() -> bool:
 class PhasePeaks:
     """Peak resident set per phase, in the order the phases ran (a phase entered twice keeps its max)."""
 
-    def __init__(self, first: str = "start") -> None:
-        self.peaks: dict[str, float] = {}
-        self.supported = True  # False once a reset was refused: then no per-phase numbers
+    def __init__(
+        self, first: str = "start", earlier: Mapping[str, float] | None = None, supported: bool = True
+    ) -> None:
+        """``earlier``/``supported``: the phases a round's previous process measured before it exec'd this
+        one (``edge.finetune.handoff``); ``first`` then runs from this exec, its interpreter and imports."""
+        self.peaks: dict[str, float] = dict(earlier or {})
+        self.supported = supported  # False once a reset was refused: then no per-phase numbers
         self.phase = first  # the phase running; the first runs from exec (the interpreter, imports)
 
     def enter(self, phase: str) -> None:
@@ -73,6 +77,10 @@ class PhasePeaks:
     def overall_mb(self) -> float:
         """The peak of everything measured so far, the phase still running included."""
         return max([peak_rss_mb(), *self.peaks.values()])
+
+    def snapshot(self) -> dict[str, float]:
+        """The peaks so far, the running phase's included (no reset): what a process hands on at exec."""
+        return {**self.peaks, self.phase: max(self.peaks.get(self.phase, 0.0), peak_rss_mb())}
 
     def finish(self) -> dict[str, float]:
         """The per-phase peaks, the last phase's read now (no reset); empty where resets are refused."""

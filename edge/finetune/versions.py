@@ -13,8 +13,11 @@ import os
 import shutil
 from pathlib import Path
 
+from edge.staging import adopt
 from edge.staging import remove_dead_staging as remove_dead
 from edge.staging import staging as shared_staging
+
+__all__ = ["adopt", "prune", "publish", "remove_dead_staging", "staging", "versions"]
 
 _STAGING = ".round-"
 

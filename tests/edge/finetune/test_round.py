@@ -288,3 +288,69 @@ def test_cli_entry_point_refuses_a_bad_request(tmp_path: Path) -> None:
     assert done.returncode == 2 and "unusable round request" in done.stderr
     result = json.loads((tmp_path / "round.result.json").read_text())
     assert result["status"] == "failed" and "twin_id" in result["reason"]
+
+
+def run_cli(request: Path, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "edge.finetune.round", "--request", str(request), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+
+
+def test_the_cli_scores_in_a_fresh_process_after_training(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], published: tuple[RoundResult, list[str], Path]
+) -> None:
+    request = tmp_path / "round.json"
+    request.write_text(request_for(tiny_model, tmp_path / "adapters", records).to_json())
+    proc = run_cli(request, "--progress", "jsonl")
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "scoring in a fresh process" in err  # the exec'd process (edge.finetune.handoff) said so
+    result = RoundResult.from_json((tmp_path / "round.result.json").read_text())
+    assert result.status == "accepted", result.reason
+    phases = [json.loads(line)["phase"] for line in out.splitlines()]
+    assert phases.index("reference") < phases.index("eval") < phases.index("export")
+    # both processes' phases, as in one process; the same adapter as the in-process round
+    assert list(result.peak_rss_by_phase) == ["start", "dataset", "load", "train", "reference", "eval", "export"]
+    assert result.peak_rss_mb == max(result.peak_rss_by_phase.values())
+    assert result.steps == 6 and result.loss_curve == published[0].loss_curve and result.train_s > 0
+    assert Path(result.adapter_path or "").read_bytes() == Path(published[0].adapter_path or "").read_bytes()
+    version = sorted(p.name for p in (tmp_path / "adapters" / "v1").iterdir())
+    assert version == sorted(p.name for p in (published[2] / "v1").iterdir())  # no hand-over files published
+    assert leftovers(tmp_path / "adapters") == []
+
+
+def test_sigterm_after_the_handoff_leaves_nothing(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
+) -> None:
+    request = tmp_path / "round.json"
+    request.write_text(request_for(tiny_model, tmp_path / "adapters", records).to_json())
+    proc = run_cli(request, "--progress", "jsonl")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if json.loads(line)["phase"] == "eval":  # printed by the exec'd process, its SIGTERM handler set
+            proc.terminate()
+            break
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert versions(tmp_path / "adapters") == [] and leftovers(tmp_path / "adapters") == []
+
+
+def test_a_handoff_that_returns_finishes_the_round_here(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
+) -> None:
+    seen: list[list[str]] = []
+    result = run_round(
+        request_for(tiny_model, tmp_path, records), handoff=lambda stage: seen.append(sorted(os.listdir(stage)))
+    )
+    assert seen and {"handoff.json", "handoff.npz", round_mod.TRAIN_STATE_NAME} <= set(seen[0])
+    assert result.status == "accepted", result.reason
+    assert not {"handoff.json", "handoff.npz"} & set(os.listdir(tmp_path / "v1"))
+
+
+def test_finish_without_a_handoff_fails_cleanly(tmp_path: Path) -> None:
+    stage = tmp_path / "adapters" / ".round-1-beef"
+    stage.mkdir(parents=True)
+    assert cli.main(["--finish", str(stage), "--result", str(tmp_path / "res.json")]) == 1
+    result = RoundResult.from_json((tmp_path / "res.json").read_text())
+    assert result.status == "failed" and "no usable hand-over" in result.reason
+    assert not stage.exists()
