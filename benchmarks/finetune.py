@@ -193,9 +193,10 @@ def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
     }
 
 
-def run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
-    """``python -m edge.finetune.round`` on ``request`` (files ``work/request<number>[.result].json``):
-    wall time, CPU time, phase times and the RoundResult as a dict (``result``)."""
+def run_child(request: RoundRequest, work: Path, number: int, *options: str) -> dict[str, Any]:
+    """``python -m edge.finetune.round`` on ``request`` (files ``work/request<number>[.result].json``;
+    ``options``: more of its arguments): wall time, CPU time, phase times and the RoundResult as a dict
+    (``result``)."""
     path = work / f"request{number}.json"
     path.write_text(request.to_json(), encoding="utf-8")
     load_before = os.getloadavg()
@@ -203,7 +204,7 @@ def run_child(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
     start = time.monotonic()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     with subprocess.Popen(
-        [sys.executable, "-m", "edge.finetune.round", "--request", str(path), "--progress", "jsonl"],
+        [sys.executable, "-m", "edge.finetune.round", "--request", str(path), "--progress", "jsonl", *options],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

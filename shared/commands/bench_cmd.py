@@ -34,7 +34,15 @@ def register(sub: Any) -> None:
     finetune.add_argument("--rounds", type=int, default=1, help="consecutive rounds, each warm-started")
     finetune.add_argument("--recipe", default="{}", help='JSON of RoundRequest overrides, e.g. {"lr": 0.005}')
     finetune.set_defaults(handler=_finetune)
-    for p in (engine, gateway, finetune):
+    memory = names.add_parser(
+        "round-memory", help="a round's peak memory, eval in a fresh process vs in the training process"
+    )
+    memory.add_argument("--home", type=int, default=1, help="which home of the default scenario")
+    memory.add_argument("--threads", type=int, default=2)
+    memory.add_argument("--max-time", type=float, default=150.0, help="each round's time budget (s)")
+    memory.add_argument("--rounds", type=int, default=2, help="consecutive rounds per chain, each warm-started")
+    memory.set_defaults(handler=_round_memory)
+    for p in (engine, gateway, finetune, memory):
         p.add_argument("--base", default="smollm2-135m")
         p.add_argument("--cache-dir", type=Path)
         p.add_argument("--out", type=Path, required=True, help="results file (JSON)")
@@ -119,6 +127,22 @@ def _finetune(args: argparse.Namespace) -> int:
         print(f"--recipe: {exc}")
         return 2
     print(json.dumps({k: v for k, v in result.items() if k not in ("loss_curve", "rounds")}, indent=2))
+    return 0
+
+
+def _round_memory(args: argparse.Namespace) -> int:
+    from benchmarks import round_memory
+
+    result = round_memory.run(
+        args.base,
+        args.out,
+        home=args.home,
+        threads=args.threads,
+        max_time_s=args.max_time,
+        rounds=args.rounds,
+        cache_dir=args.cache_dir,
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "by_round"}, indent=2))
     return 0
 
 
