@@ -1,9 +1,10 @@
 """``llmtwin bench finetune``: one fine-tuning round on one home's static facts, measured end to end.
 
 The round runs exactly as the daemon runs it: ``python -m edge.finetune.round --request F`` in a fresh
-child process, so ``peak_rss_mb`` is that process's own peak (ru_maxrss) and ``round_s`` includes
-its start-up (imports). The eval gate's threshold is 0 here so that the adapter is always exported and
-measured; ``passes_gate`` says whether the default threshold would have accepted it.
+child process (which exec's a fresh image of itself for the eval), so ``peak_rss_mb`` is the round's
+own peak over both (VmHWM per phase, ``peak_rss_by_phase``) and ``round_s`` includes their start-up.
+The eval gate's threshold is 0 here so that the adapter is always exported and measured;
+``passes_gate`` says whether the default threshold would have accepted it.
 
 Reported (JSON): model, records, facts, steps, round_s (child wall time), round_inner_s (inside
 run_round), phase seconds (load+cache / train loop / reference / eval / export), tokens_per_s (token

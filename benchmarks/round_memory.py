@@ -2,8 +2,9 @@
 (the round's CLI exec's after training: ``edge.finetune.handoff``) against the baseline that scores in
 the training process (``--same-process``), same home, same requests, in the same run.
 
-Two chains of ``rounds`` consecutive rounds (each warm-started from its chain's previous adapter, as
-λ-periodic rounds are), run interleaved so that a busy moment of the host hits both alike. Per round:
+Two chains of ``rounds`` consecutive rounds (each warm-started from its own chain's previous adapter,
+as λ-periodic rounds are), run interleaved, each first every other round, so that a busy moment of
+the host hits both alike. Per round:
 the peak resident set overall and per phase (``peak_rss_by_phase``: both processes' when the round
 exec'd), the phase it peaked in, peak virtual size, wall time and held-out accuracy. The claim is
 ``peak_ratio``: the baseline's highest round peak over the fresh-eval one's.
@@ -44,7 +45,8 @@ def run(
     with tempfile.TemporaryDirectory(prefix="bench-round-memory-") as work:
         current: dict[str, str | None] = dict.fromkeys(MODES)
         for number in range(1, rounds + 1):
-            for mode, options in MODES.items():
+            order = list(MODES.items()) if number % 2 else list(MODES.items())[::-1]  # neither always first
+            for mode, options in order:
                 folder = Path(work) / mode
                 folder.mkdir(exist_ok=True)
                 request = RoundRequest(

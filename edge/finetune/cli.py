@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None, *, exec_eval: bool = False) -> int:
 
 
 def _finish(stage: Path, progress: str) -> RoundResult:
-    print(f"{stage.name}: trained; scoring in a fresh process (PyTorch's memory is gone)", file=sys.stderr)
+    lead = "\n" if _progress(progress) is not None and progress != "jsonl" else ""  # below the bar's line
+    print(f"{lead}{stage.name}: trained; scoring in a fresh process (PyTorch's memory is gone)", file=sys.stderr)
     try:
         return finish_round(stage, _progress(progress))
     except Exception as exc:
@@ -84,13 +85,19 @@ def _finish(stage: Path, progress: str) -> RoundResult:
 
 
 def _exec_finish(result_path: Path, progress: str) -> Handover:
+    flags = sys.orig_argv[1 : sys.orig_argv.index("-m")] if "-m" in sys.orig_argv else []  # -X, -W ...
+
     def go(stage: Path) -> None:
-        argv = [sys.executable, "-m", "edge.finetune.round", "--finish", str(stage), "--result", str(result_path)]
+        argv = [sys.executable, *flags, "-m", "edge.finetune.round", "--finish", str(stage)]
         sys.stdout.flush()
         sys.stderr.flush()
+        # held across the exec (the mask and a pending signal survive it) until the new image owns the
+        # staging directory and has its handler (edge.finetune.finish.finish_round)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            os.execv(sys.executable, [*argv, "--progress", progress])
+            os.execv(sys.executable, [*argv, "--result", str(result_path), "--progress", progress])
         except OSError as exc:  # the round goes on in this process
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             print(f"could not exec the round's eval in a fresh process ({exc}); continuing here", file=sys.stderr)
 
     return go

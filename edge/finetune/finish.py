@@ -12,7 +12,9 @@ as the gateway will decode them. Phases: ``eval`` (the ONNX engine; its load is 
 from __future__ import annotations
 
 import json
+import signal
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +27,7 @@ from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate
 from edge.finetune.handoff import Handoff, HandoffError
 from edge.finetune.memory import PhasePeaks, map_large_allocations, peak_vm_mb
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult
-from edge.finetune.versions import adopt, prune, publish
+from edge.finetune.versions import adopt, own_staging, prune, publish
 from shared.adapter_codec import quantize
 from shared.adapters import ARTIFACT_SUFFIX, AdapterManifest, Array, LoadedAdapter, read_adapter, write_adapter
 from shared.errors import AdapterError, ModelError, TwinError
@@ -92,8 +94,14 @@ def failed(base: RoundResult, start: float, reason: str) -> RoundResult:
 
 
 def finish_round(stage: Path, progress: ProgressFn | None = None) -> RoundResult:
-    """The round whose training left its hand-over in ``stage`` (this process was exec'd in its place)."""
+    """The round whose training left its hand-over in ``stage``: this process was exec'd in its place
+    (same pid, so ``stage`` carries this pid's name; any other directory is refused and left alone).
+    SIGTERM, blocked across the exec by the process before (``edge.finetune.cli``), is let in once the
+    staging directory is owned here: one sent meanwhile unwinds and removes it."""
+    if not own_staging(stage):
+        return RoundResult("failed", f"{stage}: not a staging directory of this process; left alone", "", 0)
     with adopt(stage):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         try:
             handoff = handoff_files.load(stage)
         except HandoffError as exc:
@@ -105,20 +113,31 @@ def finish_round(stage: Path, progress: ProgressFn | None = None) -> RoundResult
             peaks.enter(p.phase)
             forward(p)
 
-        result = guarded(lambda: finish(handoff, stage, report, peaks), handoff.base, handoff.start, peaks)
+        try:
+            result = guarded(lambda: finish(handoff, stage, report, peaks), handoff.base, handoff.start, peaks)
+        except Exception as exc:  # a bug, not a round outcome: still the round's own result, training and all
+            traceback.print_exc()
+            result = failed(handoff.base, handoff.start, f"internal error: {type(exc).__name__}: {exc}")
+            result = replace(result, peak_rss_mb=peaks.overall_mb(), peak_rss_by_phase=peaks.finish())
     vm = [v for v in (handoff.peak_vm_mb, peak_vm_mb()) if v is not None]
     return replace(result, peak_vm_mb=max(vm) if vm else None)
 
 
-def finish(handoff: Handoff, stage: Path, report: ProgressFn, peaks: PhasePeaks) -> RoundResult:
+def finish(
+    handoff: Handoff, stage: Path, report: ProgressFn, peaks: PhasePeaks, plan: EvalPlan | None = None
+) -> RoundResult:
     """Score the candidate in ``stage``, gate it, write its artifacts and publish the directory: as a
-    version when accepted, as a resume point under ``candidates/`` when the gate refused it."""
+    version when accepted, as a resume point under ``candidates/`` when the gate refused it. ``plan``:
+    the eval's questions, when this process already has them (else they are drawn again, the same)."""
     request, start = handoff.request, handoff.start
     report(RoundProgress("eval", 0, 1, None, time.monotonic() - start))  # the dataset and engine loads are the eval's
     model_dir, out_dir = Path(request.model_dir), Path(request.out_dir)
     spec = load_spec(model_dir)
-    data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
-    plan = eval_plan(request, spec, data)
+    if plan is None:
+        data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
+        plan = eval_plan(request, spec, data)
+        del data
+    report(RoundProgress("eval", 0, len(plan.sample), None, time.monotonic() - start))
     tensors = dict(read_adapter(stage / TRAIN_STATE_NAME, spec).tensors)
     adapter = candidate(request, spec, tensors)
     base, score, note = _evaluate(handoff, spec, plan, adapter, report)

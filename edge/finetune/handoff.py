@@ -8,7 +8,8 @@ itself: it leaves the trained tensors and this hand-over in the staging director
 exec keeps the pid, stdout (the progress lines), stderr (the round's log), niceness, rlimits and the
 staging directory (named after the pid), so the daemon's guard follows the same process throughout.
 
-Files written into the staging directory, removed again before it is published:
+Files written into the staging directory (owner-only: the request holds the device's static facts),
+removed again before it is published:
 
     handoff.json   the request; the round's start on CLOCK_MONOTONIC (one clock for every process on
                    the machine); the result so far; the training's planned steps; the phase peaks so
@@ -29,6 +30,7 @@ import numpy as np
 from edge.finetune.evaluate import Reference
 from edge.finetune.request import RoundRequest, RoundResult
 from shared.errors import TwinError
+from shared.files import atomic_write, atomic_write_bytes
 from shared.typed import FieldError
 
 JSON_NAME = "handoff.json"
@@ -63,8 +65,9 @@ def save(stage: Path, handoff: Handoff) -> None:
         "peak_vm_mb": handoff.peak_vm_mb,
         "reference": {"prompts": ref.prompts, "next_tokens": ref.next_tokens},
     }
-    np.savez(stage / ARRAYS_NAME, prefill=ref.prefill, decode=ref.decode)
-    (stage / JSON_NAME).write_text(json.dumps(doc), encoding="utf-8")  # last: its presence means complete
+    # owner-only (shared.files.atomic_write), like the request file: the records are the device's facts
+    atomic_write(stage / ARRAYS_NAME, lambda out: np.savez(out, prefill=ref.prefill, decode=ref.decode))
+    atomic_write_bytes(stage / JSON_NAME, json.dumps(doc).encode())  # last: its presence means complete
 
 
 def load(stage: Path) -> Handoff:

@@ -170,14 +170,14 @@ def _run(
         save_losses(stage / EXAMPLE_LOSSES, trained.example_losses)  # where the next round's epochs start
         reference = _reference(request, spec, plan, adapter, report, start)
         steps = trained.planned_steps
-        del trained, adapter
+        del trained, adapter, data
         vm = peak_vm_mb()
         state = Handoff(request, start, base, steps, peaks.snapshot(), peaks.supported, vm, reference)
         if handoff is not None:
             handoff_files.save(stage, state)
             handoff(stage)  # an exec does not return
             handoff_files.remove(stage)  # it did not happen: the round goes on here, without those files
-        return finish(state, stage, report, peaks)
+        return finish(state, stage, report, peaks, plan)
 
 
 def _reference(

@@ -17,13 +17,18 @@ from edge.staging import adopt
 from edge.staging import remove_dead_staging as remove_dead
 from edge.staging import staging as shared_staging
 
-__all__ = ["adopt", "prune", "publish", "remove_dead_staging", "staging", "versions"]
+__all__ = ["adopt", "own_staging", "prune", "publish", "remove_dead_staging", "staging", "versions"]
 
 _STAGING = ".round-"
 
 
 def staging(out_dir: Path) -> contextlib.AbstractContextManager[Path]:
     return shared_staging(out_dir, _STAGING)
+
+
+def own_staging(stage: Path) -> bool:
+    """Whether ``stage`` is a staging directory of this process (or of the one it was exec'd from)."""
+    return stage.name.startswith(f"{_STAGING}{os.getpid()}-") and stage.is_dir()
 
 
 def remove_dead_staging(out_dir: Path) -> None:

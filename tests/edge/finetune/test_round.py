@@ -338,17 +338,46 @@ def test_sigterm_after_the_handoff_leaves_nothing(
 def test_a_handoff_that_returns_finishes_the_round_here(
     tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
 ) -> None:
-    seen: list[list[str]] = []
-    result = run_round(
-        request_for(tiny_model, tmp_path, records), handoff=lambda stage: seen.append(sorted(os.listdir(stage)))
-    )
-    assert seen and {"handoff.json", "handoff.npz", round_mod.TRAIN_STATE_NAME} <= set(seen[0])
+    seen: dict[str, int] = {}
+
+    def not_exec(stage: Path) -> None:  # as if exec failed: the round goes on in this process
+        seen.update({p.name: p.stat().st_mode & 0o777 for p in stage.iterdir()})
+
+    result = run_round(request_for(tiny_model, tmp_path, records), handoff=not_exec)
+    assert seen["handoff.json"] == seen["handoff.npz"] == 0o600  # the request's records are the device's facts
+    assert round_mod.TRAIN_STATE_NAME in seen
     assert result.status == "accepted", result.reason
     assert not {"handoff.json", "handoff.npz"} & set(os.listdir(tmp_path / "v1"))
 
 
-def test_finish_without_a_handoff_fails_cleanly(tmp_path: Path) -> None:
-    stage = tmp_path / "adapters" / ".round-1-beef"
+def test_a_rejected_candidate_goes_to_candidates_through_the_fresh_process(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...]
+) -> None:
+    request = tmp_path / "round.json"
+    request.write_text(request_for(tiny_model, tmp_path / "adapters", records, eval_threshold=1.0).to_json())
+    proc = run_cli(request, "--progress", "none")
+    _out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "scoring in a fresh process" in err, err
+    result = RoundResult.from_json((tmp_path / "round.result.json").read_text())
+    assert result.status == "rejected" and result.steps == 6 and "below the threshold" in result.reason
+    checkpoint = Path(result.checkpoint_path or "")
+    assert checkpoint == tmp_path / "adapters" / "candidates" / "v1" / "adapter.onnx_adapter" and checkpoint.exists()
+    assert not {"handoff.json", "handoff.npz"} & set(os.listdir(checkpoint.parent))
+    assert versions(tmp_path / "adapters") == [] and leftovers(tmp_path / "adapters") == []
+
+
+def test_finish_refuses_a_directory_that_is_not_its_own(tmp_path: Path) -> None:
+    other = tmp_path / "adapters" / ".round-1-beef"  # pid 1's, not this process's
+    other.mkdir(parents=True)
+    (other / "keep").write_text("not ours")
+    assert cli.main(["--finish", str(other), "--result", str(tmp_path / "res.json")]) == 1
+    result = RoundResult.from_json((tmp_path / "res.json").read_text())
+    assert result.status == "failed" and "not a staging directory of this process" in result.reason
+    assert (other / "keep").exists()  # left alone
+
+
+def test_finish_without_a_handoff_fails_and_removes_its_staging_directory(tmp_path: Path) -> None:
+    stage = tmp_path / "adapters" / f".round-{os.getpid()}-beef"
     stage.mkdir(parents=True)
     assert cli.main(["--finish", str(stage), "--result", str(tmp_path / "res.json")]) == 1
     result = RoundResult.from_json((tmp_path / "res.json").read_text())
