@@ -7,6 +7,7 @@ defaults gets a banner naming them, so a reduced smoke run is never mistaken for
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -171,7 +172,8 @@ def _reading(doc: Doc) -> str:
         "",
         "Scoring the forward statement's log-likelihood with the adapter does the same without generating: "
         f"top-1 {num(doc.get('likelihood_attack_top1'))}, against {num(privacy.get('likelihood_attack_top1_base'))} "
-        f"with the base model alone (guessing from device types) and chance {num(doc.get('chance'))}.",
+        f"with the base model alone (guessing from device types) and chance {num(doc.get('chance'))}."
+        f"{_base_floor(doc, privacy)}",
         "",
         "When every answer is right, exactly the true object answers the value, because a description's value is "
         "unique among its candidates. So a twin that meets the normal-accuracy target (≥ 0.97) gives an attacker "
@@ -192,6 +194,22 @@ def _reading(doc: Doc) -> str:
         "with the tenant. That is not built.",
     ]
     return "\n".join(lines)
+
+
+def _base_floor(doc: Doc, privacy: Mapping[str, Any]) -> str:
+    """Where the base model alone (no adapter, never trained on these homes) is above the likelihood target."""
+    base, target = privacy.get("likelihood_attack_top1_base"), (doc.get("targets") or {}).get("likelihood_max")
+    n, chance = (privacy.get("likelihood_attack") or {}).get("descriptions"), doc.get("chance")
+    if base is None or target is None or chance is None or not n or base <= target:
+        return ""
+    se = math.sqrt(base * (1 - base) / n)
+    return (
+        f" The base model alone, which never saw these homes, is already over the target's chance + "
+        f"{target - chance:.2f} = {num(target)} (standard error {se:.3f} over {n} descriptions): a device's type "
+        "predicts its values (a wattage is a heater's more likely than a sensor's). So even an adapter that "
+        "knew nothing of these homes would be measured at about that floor, and the target sits at the edge of "
+        "what public knowledge gives; the adapter's own leak is its lift over the base model."
+    )
 
 
 def _declines(privacy: Mapping[str, Any]) -> str:

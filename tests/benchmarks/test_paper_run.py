@@ -295,3 +295,13 @@ def test_figures_only_refuses_a_json_of_another_bench(tmp_path: Path, capsys: py
     other.write_text(json.dumps({"benchmark": "bandwidth"}))
     code, err = _cli(["--figures-only", str(other), "--figures", str(tmp_path / "f")], capsys)
     assert code == 2 and "not written by `llmtwin bench paper`" in err
+
+
+def test_the_write_up_says_when_the_base_model_alone_is_over_the_likelihood_target() -> None:
+    from benchmarks.paper import document
+
+    doc = {"chance": 0.119, "targets": {"likelihood_max": 0.139}}
+    privacy = {"likelihood_attack_top1_base": 0.145, "likelihood_attack": {"descriptions": 200}}
+    text = document._base_floor(doc, privacy)
+    assert "over the target's chance + 0.02 = 0.139 (standard error 0.025 over 200 descriptions)" in text
+    assert document._base_floor(doc, {**privacy, "likelihood_attack_top1_base": 0.13}) == ""
