@@ -92,6 +92,7 @@ def _round(child: dict[str, Any]) -> dict[str, Any]:
     phases = result.get("peak_rss_by_phase") or {}
     return {
         "status": result["status"],
+        "fresh_eval": result["fresh_eval"],  # which way the round really went
         "warm_start": result["warm_start"],
         "steps": result["steps"],
         "heldout_accuracy": result["accuracy"],

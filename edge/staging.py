@@ -21,8 +21,10 @@ def staging(root: Path, prefix: str) -> Iterator[Path]:
     root.mkdir(parents=True, exist_ok=True)
     stage = root / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
     stage.mkdir()
-    with adopt(stage):
+    try:
         yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -197,18 +197,22 @@ def _reading(doc: Doc) -> str:
 
 
 def _base_floor(doc: Doc, privacy: Mapping[str, Any]) -> str:
-    """Where the base model alone (no adapter, never trained on these homes) is above the likelihood target."""
+    """Where the base model alone (no adapter, never trained on these homes) is at the likelihood target:
+    over it, or under it by less than two standard errors."""
     base, target = privacy.get("likelihood_attack_top1_base"), (doc.get("targets") or {}).get("likelihood_max")
     n, chance = (privacy.get("likelihood_attack") or {}).get("descriptions"), doc.get("chance")
-    if base is None or target is None or chance is None or not n or base <= target:
+    if base is None or target is None or chance is None or not n:
         return ""
     se = math.sqrt(base * (1 - base) / n)
+    if base < target - 2 * se:
+        return ""
+    side = "over" if base > target else "under"
     return (
-        f" The base model alone, which never saw these homes, is already over the target's chance + "
-        f"{target - chance:.2f} = {num(target)} (standard error {se:.3f} over {n} descriptions): a device's type "
-        "predicts its values (a wattage is a heater's more likely than a sensor's). So even an adapter that "
-        "knew nothing of these homes would be measured at about that floor, and the target sits at the edge of "
-        "what public knowledge gives; the adapter's own leak is its lift over the base model."
+        f" The base model alone, which never saw these homes, is already at the target's chance + "
+        f"{target - chance:.2f} = {num(target)}: {side} it by {abs(base - target) / se:.1f} standard errors "
+        f"({se:.3f} over {n} descriptions), because a device's type predicts its values (a wattage is a "
+        "heater's more likely than a sensor's). So even an adapter that knew nothing of these homes would be "
+        "measured at about the target; the adapter's own leak is its lift over the base model."
     )
 
 

@@ -29,7 +29,7 @@ from typing import TextIO
 
 from edge.finetune.child import set_niceness
 from edge.finetune.finish import finish_round
-from edge.finetune.round import Handover, ProgressFn, RoundProgress, RoundRequest, RoundResult, run_round
+from edge.finetune.round import ExecFinish, ProgressFn, RoundProgress, RoundRequest, RoundResult, run_round
 from shared.files import atomic_write_bytes
 from shared.typed import FieldError
 
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None, *, exec_eval: bool = False) -> int:
         print(f"{args.request}: unusable round request: {exc}", file=sys.stderr)
         _write(result_path, RoundResult("failed", f"unusable round request: {exc}", "", 0))
         return 2
-    handoff = _exec_finish(result_path, args.progress) if exec_eval and not args.same_process else None
+    exec_finish = _exec_finish(result_path, args.progress) if exec_eval and not args.same_process else None
     try:
-        result = run_round(request, _progress(args.progress), handoff)
+        result = run_round(request, _progress(args.progress), exec_finish)
     except Exception as exc:  # a bug, not a round outcome: still leave a result for the daemon
         traceback.print_exc()
         result = RoundResult("failed", f"internal error: {type(exc).__name__}: {exc}", request.twin_id, request.version)
@@ -84,21 +84,25 @@ def _finish(stage: Path, progress: str) -> RoundResult:
         return RoundResult("failed", f"internal error: {type(exc).__name__}: {exc}", "", 0)
 
 
-def _exec_finish(result_path: Path, progress: str) -> Handover:
-    flags = sys.orig_argv[1 : sys.orig_argv.index("-m")] if "-m" in sys.orig_argv else []  # -X, -W ...
+def _exec_finish(result_path: Path, progress: str) -> ExecFinish:
+    """Replace this process with ``--finish <stage>`` (interpreter flags are not carried: the daemon and
+    the benchmarks start rounds with none; the environment is)."""
 
     def go(stage: Path) -> None:
-        argv = [sys.executable, *flags, "-m", "edge.finetune.round", "--finish", str(stage)]
+        argv = [sys.executable, "-m", "edge.finetune.round", "--finish", str(stage), "--result", str(result_path)]
         sys.stdout.flush()
         sys.stderr.flush()
         # held across the exec (the mask and a pending signal survive it) until the new image owns the
-        # staging directory and has its handler (edge.finetune.finish.finish_round)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        # staging directory and has its handler (edge.finetune.finish.finish_round). Only this thread's
+        # mask: a SIGTERM taken by another thread (PyTorch's) in the instant before the exec is lost,
+        # and the daemon's SIGKILL after TERM_GRACE_S ends the round instead.
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         try:
-            os.execv(sys.executable, [*argv, "--result", str(result_path), "--progress", progress])
+            os.execv(sys.executable, [*argv, "--progress", progress])
         except OSError as exc:  # the round goes on in this process
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
             print(f"could not exec the round's eval in a fresh process ({exc}); continuing here", file=sys.stderr)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
     return go
 

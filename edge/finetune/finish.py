@@ -120,7 +120,7 @@ def finish_round(stage: Path, progress: ProgressFn | None = None) -> RoundResult
             result = failed(handoff.base, handoff.start, f"internal error: {type(exc).__name__}: {exc}")
             result = replace(result, peak_rss_mb=peaks.overall_mb(), peak_rss_by_phase=peaks.finish())
     vm = [v for v in (handoff.peak_vm_mb, peak_vm_mb()) if v is not None]
-    return replace(result, peak_vm_mb=max(vm) if vm else None)
+    return replace(result, peak_vm_mb=max(vm) if vm else None, fresh_eval=True)
 
 
 def finish(
@@ -137,6 +137,8 @@ def finish(
         data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
         plan = eval_plan(request, spec, data)
         del data
+        if plan.digest != handoff.eval_digest:  # the same request must draw the same questions
+            raise ModelError(f"the eval's questions drawn after the exec differ from training's ({plan.digest[:12]})")
     report(RoundProgress("eval", 0, len(plan.sample), None, time.monotonic() - start))
     tensors = dict(read_adapter(stage / TRAIN_STATE_NAME, spec).tensors)
     adapter = candidate(request, spec, tensors)

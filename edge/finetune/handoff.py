@@ -12,8 +12,9 @@ Files written into the staging directory (owner-only: the request holds the devi
 removed again before it is published:
 
     handoff.json   the request; the round's start on CLOCK_MONOTONIC (one clock for every process on
-                   the machine); the result so far; the training's planned steps; the phase peaks so
-                   far; the parity reference's prompts and tokens
+                   the machine); the result so far; the training's planned steps; the digest of the
+                   eval questions (drawn again after the exec, checked against it); the phase peaks
+                   so far; the parity reference's prompts and tokens
     handoff.npz    the parity reference's logits (PEFT, computed before the exec)
 
 The trained float32 tensors are the round's ``train_state`` artifact, written before the exec.
@@ -47,6 +48,7 @@ class Handoff:
     start: float  # time.monotonic() when the round began (CLOCK_MONOTONIC: the same across exec)
     base: RoundResult  # the result so far: dataset and training fields filled in
     planned_steps: int
+    eval_digest: str  # edge.finetune.eval_record.sample_digest of the eval questions training planned for
     peaks: dict[str, float]  # edge.finetune.memory.PhasePeaks.peaks of the process before
     peaks_supported: bool
     peak_vm_mb: float | None  # that process's VmPeak (exec starts a new one)
@@ -60,6 +62,7 @@ def save(stage: Path, handoff: Handoff) -> None:
         "start": handoff.start,
         "base": asdict(handoff.base),
         "planned_steps": handoff.planned_steps,
+        "eval_digest": handoff.eval_digest,
         "peaks": handoff.peaks,
         "peaks_supported": handoff.peaks_supported,
         "peak_vm_mb": handoff.peak_vm_mb,
@@ -83,6 +86,7 @@ def load(stage: Path) -> Handoff:
             start=float(doc["start"]),
             base=RoundResult.from_json(json.dumps(doc["base"])),
             planned_steps=int(doc["planned_steps"]),
+            eval_digest=str(doc["eval_digest"]),
             peaks={str(k): float(v) for k, v in doc["peaks"].items()},
             peaks_supported=bool(doc["peaks_supported"]),
             peak_vm_mb=None if doc["peak_vm_mb"] is None else float(doc["peak_vm_mb"]),

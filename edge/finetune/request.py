@@ -170,6 +170,7 @@ class RoundResult:
     peak_rss_mb: float = 0.0
     peak_rss_by_phase: dict[str, float] = field(default_factory=dict)  # edge.finetune.memory.PhasePeaks
     peak_vm_mb: float | None = None  # virtual: an RLIMIT_AS cap must sit above this, not above peak_rss_mb
+    fresh_eval: bool = False  # eval, gate and export ran in a fresh process exec'd after training (the CLI's way)
     parity_max_abs: float | None = None
     adapter_bytes: int = 0
     loss_curve: tuple[float, ...] = ()

@@ -20,7 +20,7 @@ Phases (each reported through ``progress``)::
     prune      keep the newest ``keep_versions`` version directories (and the one in service)
 
 Everything from eval on is :mod:`edge.finetune.finish`. ``run_round`` called in-process (tests, tools)
-runs it in the same process unless it is given a ``handoff`` (what the CLI gives it: an exec).
+runs it in the same process unless it is given an ``exec_finish`` (what the CLI gives it: an exec).
 
 The frozen lower layers' output is kept in ``<out_dir>/lower_cache.npz`` (edge.finetune.lower_store):
 a catch-up round minutes later on the same facts skips that pass and spends the time training.
@@ -77,7 +77,7 @@ __all__ = [
     "KEEP_CANDIDATES",
     "LOSS_CURVE",
     "TRAIN_STATE_NAME",
-    "Handover",
+    "ExecFinish",
     "ProgressFn",
     "RoundProgress",
     "RoundRequest",
@@ -93,14 +93,14 @@ PARITY_ROWS = 4  # prompts in the PEFT-vs-ONNX parity sample
 _EVAL_PART = 2 / 3
 
 # continues the round from the staging directory in another process (an exec); it returns only if it could not
-Handover = Callable[[Path], None]
+ExecFinish = Callable[[Path], None]
 
 
 def run_round(
-    request: RoundRequest, progress: ProgressFn | None = None, handoff: Handover | None = None
+    request: RoundRequest, progress: ProgressFn | None = None, exec_finish: ExecFinish | None = None
 ) -> RoundResult:
-    """One complete round; never leaves a partial version directory behind. With ``handoff``, the part
-    after training continues wherever it takes it (the CLI: an exec); if it returns, it continues here."""
+    """One complete round; never leaves a partial version directory behind. With ``exec_finish``, the
+    part after training continues in the process it execs (the CLI's); if it returns, it continues here."""
     start = time.monotonic()
     base = RoundResult("failed", "", request.twin_id, request.version)
     peaks = PhasePeaks()
@@ -110,7 +110,7 @@ def run_round(
         peaks.enter(p.phase)
         forward(p)
 
-    result = guarded(lambda: _run(request, report, peaks, start, base, handoff), base, start, peaks)
+    result = guarded(lambda: _run(request, report, peaks, start, base, exec_finish), base, start, peaks)
     return replace(result, peak_vm_mb=peak_vm_mb())
 
 
@@ -120,7 +120,7 @@ def _run(
     peaks: PhasePeaks,
     start: float,
     base: RoundResult,
-    handoff: Handover | None,
+    exec_finish: ExecFinish | None,
 ) -> RoundResult:
     model_dir, out_dir = Path(request.model_dir), Path(request.out_dir)
     final = out_dir / f"v{request.version}"
@@ -172,10 +172,10 @@ def _run(
         steps = trained.planned_steps
         del trained, adapter, data
         vm = peak_vm_mb()
-        state = Handoff(request, start, base, steps, peaks.snapshot(), peaks.supported, vm, reference)
-        if handoff is not None:
+        state = Handoff(request, start, base, steps, plan.digest, peaks.snapshot(), peaks.supported, vm, reference)
+        if exec_finish is not None:
             handoff_files.save(stage, state)
-            handoff(stage)  # an exec does not return
+            exec_finish(stage)  # an exec does not return
             handoff_files.remove(stage)  # it did not happen: the round goes on here, without those files
         return finish(state, stage, report, peaks, plan)
 
@@ -255,11 +255,12 @@ def _training_state(artifact: Path, adapter: LoadedAdapter, spec: ModelSpec) -> 
     return state if same else adapter
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, exec_eval: bool = False) -> int:
+    """The CLI (edge.finetune.cli). ``exec_eval``: only in a process of its own, which the eval replaces."""
     from edge.finetune.cli import main as cli_main
 
-    return cli_main(argv, exec_eval=True)  # a process of its own: the eval may replace it
+    return cli_main(argv, exec_eval=exec_eval)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(exec_eval=True))

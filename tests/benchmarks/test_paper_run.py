@@ -303,5 +303,7 @@ def test_the_write_up_says_when_the_base_model_alone_is_over_the_likelihood_targ
     doc = {"chance": 0.119, "targets": {"likelihood_max": 0.139}}
     privacy = {"likelihood_attack_top1_base": 0.145, "likelihood_attack": {"descriptions": 200}}
     text = document._base_floor(doc, privacy)
-    assert "over the target's chance + 0.02 = 0.139 (standard error 0.025 over 200 descriptions)" in text
-    assert document._base_floor(doc, {**privacy, "likelihood_attack_top1_base": 0.13}) == ""
+    assert "at the target's chance + 0.02 = 0.139: over it by 0.2 standard errors (0.025 over 200" in text
+    under = document._base_floor(doc, {**privacy, "likelihood_attack_top1_base": 0.13})
+    assert "under it by 0.4 standard errors" in under  # within noise of it either way
+    assert document._base_floor(doc, {**privacy, "likelihood_attack_top1_base": 0.08}) == ""  # well under

@@ -21,6 +21,7 @@ def test_round_memory_measures_both_ways_on_the_same_rounds(
     for mode, rounds in report["by_round"].items():
         (only,) = rounds
         assert only["status"] == "accepted" and only["steps"] > 0, mode
+        assert only["fresh_eval"] is (mode == "fresh_eval")  # each chain really ran its way
         assert list(only["peak_rss_by_phase"]) == PHASES  # the fresh process's phases carry on the trainer's
         assert only["peak_at"] in PHASES and report["peak_rss_mb"][mode] == only["peak_rss_mb"]
     assert report["peak_ratio"] > 0 and report["eval_peak_ratio"] > 0

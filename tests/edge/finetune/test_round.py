@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -306,7 +307,8 @@ def test_the_cli_scores_in_a_fresh_process_after_training(
     assert proc.returncode == 0, err
     assert "scoring in a fresh process" in err  # the exec'd process (edge.finetune.handoff) said so
     result = RoundResult.from_json((tmp_path / "round.result.json").read_text())
-    assert result.status == "accepted", result.reason
+    assert result.status == "accepted" and result.fresh_eval, result.reason
+    assert not published[0].fresh_eval  # run_round in-process finishes in-process
     phases = [json.loads(line)["phase"] for line in out.splitlines()]
     assert phases.index("reference") < phases.index("eval") < phases.index("export")
     # both processes' phases, as in one process; the same adapter as the in-process round
@@ -343,7 +345,7 @@ def test_a_handoff_that_returns_finishes_the_round_here(
     def not_exec(stage: Path) -> None:  # as if exec failed: the round goes on in this process
         seen.update({p.name: p.stat().st_mode & 0o777 for p in stage.iterdir()})
 
-    result = run_round(request_for(tiny_model, tmp_path, records), handoff=not_exec)
+    result = run_round(request_for(tiny_model, tmp_path, records), exec_finish=not_exec)
     assert seen["handoff.json"] == seen["handoff.npz"] == 0o600  # the request's records are the device's facts
     assert round_mod.TRAIN_STATE_NAME in seen
     assert result.status == "accepted", result.reason
@@ -383,3 +385,48 @@ def test_finish_without_a_handoff_fails_and_removes_its_staging_directory(tmp_pa
     result = RoundResult.from_json((tmp_path / "res.json").read_text())
     assert result.status == "failed" and "no usable hand-over" in result.reason
     assert not stage.exists()
+
+
+def test_the_process_after_the_exec_never_imports_torch() -> None:
+    code = "import sys, edge.finetune.cli, edge.finetune.finish, edge.finetune.round; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
+_HELD_SIGTERM = """
+import os, signal, sys
+out = sys.argv[1]
+stage = os.path.join(out, f".round-{os.getpid()}-beef")
+os.mkdir(stage)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # as the CLI does before its exec
+os.kill(os.getpid(), signal.SIGTERM)  # the daemon stopping, just before the exec
+argv = ["-m", "edge.finetune.round", "--finish", stage, "--result", os.path.join(out, "res.json")]
+os.execv(sys.executable, [sys.executable, *argv])
+"""
+
+
+def test_a_sigterm_held_across_the_exec_is_taken_once_the_staging_directory_is_owned(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", _HELD_SIGTERM, str(tmp_path)], capture_output=True, text=True, env=env, cwd=REPO,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 143, done.stderr  # not -15: it unwound, through the staging directory's cleanup
+    assert [p.name for p in tmp_path.iterdir()] == []  # no staging directory, no result
+
+
+def test_when_the_exec_fails_the_cli_finishes_the_round_itself(
+    tiny_model: Path, tmp_path: Path, records: tuple[StaticRecord, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_exec(path: str, argv: list[str]) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(cli.os, "execv", no_exec)
+    request = tmp_path / "round.json"
+    request.write_text(request_for(tiny_model, tmp_path / "adapters", records).to_json())
+    assert cli.main(["--request", str(request), "--progress", "none"], exec_eval=True) == 0
+    result = RoundResult.from_json((tmp_path / "round.result.json").read_text())
+    assert result.status == "accepted" and not result.fresh_eval
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # the mask is as it was
+    assert not {"handoff.json", "handoff.npz"} & set(os.listdir(tmp_path / "adapters" / "v1"))
