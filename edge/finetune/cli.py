@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None, *, exec_eval: bool = False) -> int:
 
 
 def _finish(stage: Path, progress: str) -> RoundResult:
-    lead = "\n" if _progress(progress) is not None and progress != "jsonl" else ""  # below the bar's line
+    lead = "\n" if _shows_bar(progress) else ""  # below the bar's line
     print(f"{lead}{stage.name}: trained; scoring in a fresh process (PyTorch's memory is gone)", file=sys.stderr)
     try:
         return finish_round(stage, _progress(progress))
@@ -108,11 +108,16 @@ def _exec_finish(result_path: Path, progress: str) -> ExecFinish:
 
 
 def _done(progress: str, result_path: Path, result: RoundResult) -> int:
-    if progress in ("bar", "auto") and sys.stderr.isatty():
+    if _shows_bar(progress):
         print(file=sys.stderr)
     _write(result_path, result)
     print(f"round {result.status}: {result.reason}", file=sys.stderr)
     return 1 if result.status == "failed" else 0
+
+
+def _shows_bar(mode: str) -> bool:
+    """Whether ``mode`` draws the one-line bar on stderr (a line others must start below)."""
+    return mode == "bar" or (mode == "auto" and sys.stderr.isatty())
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -122,7 +127,7 @@ def _terminate(signum: int, frame: object) -> None:
 def _progress(mode: str) -> ProgressFn | None:
     if mode == "jsonl":
         return lambda p: _jsonl(p, sys.stdout)
-    if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+    if _shows_bar(mode):
         return lambda p: _bar(p, sys.stderr)
     return None
 

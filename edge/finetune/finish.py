@@ -73,8 +73,12 @@ def candidate(request: RoundRequest, spec: ModelSpec, tensors: dict[str, Array])
     return LoadedAdapter(manifest, quantize(tensors, request.adapter_dtype))
 
 
-def guarded(run: Callable[[], RoundResult], base: RoundResult, start: float, peaks: PhasePeaks) -> RoundResult:
-    """``run()``, with memory-cap hits and model/adapter/file errors as a failed result, and the peaks."""
+def guarded(
+    run: Callable[[], RoundResult], base: RoundResult, start: float, peaks: PhasePeaks, *, bugs: bool = False
+) -> RoundResult:
+    """``run()``, with memory-cap hits and model/adapter/file errors as a failed result, and the peaks.
+    ``bugs``: any other exception too ("internal error", traceback on stderr), where nobody above would
+    know the round's fields; else it propagates."""
     try:
         result = run()
     except MemoryError as exc:
@@ -85,6 +89,11 @@ def guarded(run: Callable[[], RoundResult], base: RoundResult, start: float, pea
         result = failed(base, start, f"memory cap hit: {str(exc).splitlines()[0][:200]} (during {peaks.phase})")
     except (TwinError, OSError) as exc:
         result = failed(base, start, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        if not bugs:
+            raise
+        traceback.print_exc()
+        result = failed(base, start, f"internal error: {type(exc).__name__}: {exc}")
     phases = peaks.finish()
     return replace(result, peak_rss_mb=peaks.overall_mb(), peak_rss_by_phase=phases)
 
@@ -113,12 +122,8 @@ def finish_round(stage: Path, progress: ProgressFn | None = None) -> RoundResult
             peaks.enter(p.phase)
             forward(p)
 
-        try:
-            result = guarded(lambda: finish(handoff, stage, report, peaks), handoff.base, handoff.start, peaks)
-        except Exception as exc:  # a bug, not a round outcome: still the round's own result, training and all
-            traceback.print_exc()
-            result = failed(handoff.base, handoff.start, f"internal error: {type(exc).__name__}: {exc}")
-            result = replace(result, peak_rss_mb=peaks.overall_mb(), peak_rss_by_phase=peaks.finish())
+        # a bug is still reported as this round's own result, training and all
+        result = guarded(lambda: finish(handoff, stage, report, peaks), handoff.base, handoff.start, peaks, bugs=True)
     vm = [v for v in (handoff.peak_vm_mb, peak_vm_mb()) if v is not None]
     return replace(result, peak_vm_mb=max(vm) if vm else None, fresh_eval=True)
 
@@ -130,7 +135,6 @@ def finish(
     version when accepted, as a resume point under ``candidates/`` when the gate refused it. ``plan``:
     the eval's questions, when this process already has them (else they are drawn again, the same)."""
     request, start = handoff.request, handoff.start
-    report(RoundProgress("eval", 0, 1, None, time.monotonic() - start))  # the dataset and engine loads are the eval's
     model_dir, out_dir = Path(request.model_dir), Path(request.out_dir)
     spec = load_spec(model_dir)
     if plan is None:
@@ -139,6 +143,7 @@ def finish(
         del data
         if plan.digest != handoff.eval_digest:  # the same request must draw the same questions
             raise ModelError(f"the eval's questions drawn after the exec differ from training's ({plan.digest[:12]})")
+    # after an exec the phase is "eval" from the start; the engine's load is the eval's either way
     report(RoundProgress("eval", 0, len(plan.sample), None, time.monotonic() - start))
     tensors = dict(read_adapter(stage / TRAIN_STATE_NAME, spec).tensors)
     adapter = candidate(request, spec, tensors)

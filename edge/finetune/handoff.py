@@ -23,7 +23,7 @@ The trained float32 tensors are the round's ``train_state`` artifact, written be
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +58,9 @@ class Handoff:
 def save(stage: Path, handoff: Handoff) -> None:
     ref = handoff.reference
     doc = {
-        "request": json.loads(handoff.request.to_json()),
+        "request": handoff.request.to_json(),
         "start": handoff.start,
-        "base": asdict(handoff.base),
+        "base": handoff.base.to_json(),
         "planned_steps": handoff.planned_steps,
         "eval_digest": handoff.eval_digest,
         "peaks": handoff.peaks,
@@ -82,9 +82,9 @@ def load(stage: Path) -> Handoff:
             prefill, decode = arrays["prefill"], arrays["decode"]
         ref = doc["reference"]
         handoff = Handoff(
-            request=RoundRequest.from_json(json.dumps(doc["request"])),
+            request=RoundRequest.from_json(doc["request"]),
             start=float(doc["start"]),
-            base=RoundResult.from_json(json.dumps(doc["base"])),
+            base=RoundResult.from_json(doc["base"]),
             planned_steps=int(doc["planned_steps"]),
             eval_digest=str(doc["eval_digest"]),
             peaks={str(k): float(v) for k, v in doc["peaks"].items()},
