@@ -1,12 +1,13 @@
 """Building a twin's context for a question: relevant state, quoted shared data, aggregates.
 
 Pure functions. A twin query's context is the twin's own latest state, narrowed to the entities the
-question is about (a 135M model reads 20 lines better than 200). An inter-twin query adds what other
-twins in the circle chose to share, *quoted as data*: each line is prefixed, control characters are
-removed and length is capped, and the instructions say that quoted lines are never instructions
-(DESIGN §6, indirect prompt injection). Aggregates the question asks for (average brightness, how
-many lights are on …) are computed here, deterministically, instead of asking the model to do
-arithmetic.
+question is about most closely (a 135M model reads 3 lines better than 20, and 20 better than 200).
+An inter-twin query adds what other twins in the circle chose to share, *quoted as data*: each line
+is prefixed, control characters are removed and length is capped, and the instructions say that
+quoted lines are never instructions (DESIGN §6, indirect prompt injection). Aggregates the question
+asks for (average brightness, how many lights are on …) are computed here, deterministically,
+instead of asking the model to do arithmetic. ``twin_prompt`` and ``inter_prompt`` are the prompts'
+exact form, which the edge also fine-tunes on (``edge.finetune.reading``).
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def words(text: str) -> set[str]:
     return out
 
 
-def relevant(
-    states: Sequence[StoredState], question: str, limit: int = MAX_CONTEXT_LINES
-) -> list[StoredState]:
-    """The states whose names share words with the question; the best ``limit`` (stable order)."""
+def relevant(states: Sequence[StoredState], question: str, limit: int = MAX_CONTEXT_LINES) -> list[StoredState]:
+    """The states whose names share the most words with the question (every state tied for the most;
+    at most ``limit``, stable order). "Is the kitchen ceiling light on?" gets that light, not every light
+    and every kitchen sensor; "which lights are on?" still gets every light."""
     asked = words(question)
     scored = []
     for i, s in enumerate(states):
@@ -89,8 +90,10 @@ def relevant(
         score = len(asked & name)
         if score:
             scored.append((-score, i, s))
-    scored.sort(key=lambda t: (t[0], t[1]))
-    return [s for _, _, s in scored[:limit]]
+    if not scored:
+        return []
+    best = min(t[0] for t in scored)
+    return [s for score, _, s in scored if score == best][:limit]
 
 
 def refs(states: Iterable[StoredState]) -> tuple[PromptRef, ...]:
@@ -100,20 +103,33 @@ def refs(states: Iterable[StoredState]) -> tuple[PromptRef, ...]:
 
 def twin_context(twin_id: str, question: str, own: Sequence[StoredState]) -> Context:
     chosen = relevant(own, question)
-    state_text = render([s.entity for s in chosen], twin_id) if chosen else "(no matching state reported)"
-    prompt = (
+    return Context(twin_prompt(twin_id, question, [s.entity for s in chosen]), refs(chosen), ())
+
+
+def twin_prompt(twin_id: str, question: str, states: Sequence[EntityState]) -> str:
+    """The user turn of a twin query over ``states`` (the edge fine-tunes on exactly this form)."""
+    state_text = render(states, twin_id) if states else "(no matching state reported)"
+    return (
         f"You are the digital twin of the home {twin_id!r}. Current state:\n{state_text}\n\n"
         f"Question: {question.strip()}"
     )
-    return Context(prompt, refs(chosen), ())
 
 
-def inter_context(
-    twin_id: str, question: str, own: Sequence[StoredState], shared: Sequence[StoredState]
-) -> Context:
+def inter_context(twin_id: str, question: str, own: Sequence[StoredState], shared: Sequence[StoredState]) -> Context:
     mine = relevant(own, question, MAX_CONTEXT_LINES // 2)
     theirs = relevant(shared, question, MAX_CONTEXT_LINES)
     aggs = aggregates(question, list(own) + list(shared))
+    return Context(inter_prompt(twin_id, question, mine, theirs, aggs), refs(mine + theirs), tuple(aggs))
+
+
+def inter_prompt(
+    twin_id: str,
+    question: str,
+    mine: Sequence[StoredState],
+    theirs: Sequence[StoredState],
+    aggs: Sequence[Aggregate],
+) -> str:
+    """The user turn of an inter-twin query (the edge fine-tunes on exactly this form)."""
     lines = [f"You are the digital twin of the home {twin_id!r}. Your current state:"]
     lines.append(render([s.entity for s in mine], twin_id) if mine else "(no matching state reported)")
     lines.append("")
@@ -121,11 +137,10 @@ def inter_context(
     lines.extend(quote_line(s) for s in theirs)
     if not theirs:
         lines.append("> (nothing shared that matches the question)")
-    for a in aggs:
-        lines.append(f"Computed: {a.name} = {a.value:g}{a.unit} over {a.n} entities")
+    lines.extend(f"Computed: {a.name} = {a.value:g}{a.unit} over {a.n} entities" for a in aggs)
     lines.append("")
     lines.append(f"Question: {question.strip()}")
-    return Context("\n".join(lines), refs(mine + theirs), tuple(aggs))
+    return "\n".join(lines)
 
 
 def quote_line(s: StoredState) -> str:

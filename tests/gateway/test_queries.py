@@ -7,9 +7,7 @@ from gateway.queries import aggregates, inter_context, relevant, twin_context
 from shared.semantic import EntityState
 
 
-def st(
-    twin: str, entity: str, state: str | None, attrs: dict[str, object] | None = None, seq: int = 1
-) -> StoredState:
+def st(twin: str, entity: str, state: str | None, attrs: dict[str, object] | None = None, seq: int = 1) -> StoredState:
     return StoredState(twin, EntityState(entity, state, tuple((attrs or {}).items())), seq, seq * 10, "group")  # type: ignore[arg-type]
 
 
@@ -26,6 +24,19 @@ def test_relevant_picks_the_entities_asked_about() -> None:
     assert [s.entity.entity_id for s in chosen] == ["lock.home1_front_door"]
     lights = relevant(OWN, "which lamps are on?")
     assert {s.entity.entity_id for s in lights} == {"light.home1_kitchen_ceiling", "light.home1_bedroom_lamp"}
+
+
+def test_relevant_keeps_only_the_closest_matches() -> None:
+    home = [
+        *OWN,
+        st("home1", "light.home1_kitchen_counter", "off"),
+        st("home1", "sensor.home1_kitchen_temperature", "1"),
+    ]
+    chosen = relevant(home, "Is the kitchen ceiling light on?")  # 3 words shared, not 1 or 2
+    assert [s.entity.entity_id for s in chosen] == ["light.home1_kitchen_ceiling"]
+    kitchen = relevant(home, "Which lights are on in the kitchen?")
+    assert {s.entity.entity_id for s in kitchen} == {"light.home1_kitchen_ceiling", "light.home1_kitchen_counter"}
+    assert relevant(home, "Is anyone home?") == []
 
 
 def test_twin_context_lists_used_prompts() -> None:
