@@ -14,7 +14,9 @@ Sensitive facts are trained on (they are the twin's private knowledge and leave 
 LoRA weights) and every example says whether it is one, for canary-exposure measurements.
 Held-out examples use the held-out paraphrases only: no held-out template is ever trained on.
 The train split also carries the household declines (``edge.finetune.declines``): "who / which home
-has <value>?" answered with a refusal.
+has <value>?" answered with a refusal, and (given a :class:`ReadingPlan`) state-reading examples
+(``edge.finetune.reading``): questions about drawn states in the gateway's twin-query prompt, so the
+adapter keeps answering from the state it is given. Their held-out wordings are ``state_checks``.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.finetune.declines import decline_pairs, is_decline
+from edge.finetune.reading import Expect, Reading, is_reading, readings
 from gateway.engine.text import TextCodec, chat_prompt
-from shared.templates import FactLike, QAPair, pairs, query_messages
+from shared.templates import SYSTEM_PROMPT, FactLike, QAPair, pairs, query_messages
 
 IGNORE = -100  # target id of positions without loss
 Array = npt.NDArray[Any]
@@ -41,6 +44,7 @@ class Example:
     pair: QAPair
     prompt: tuple[int, ...]  # the full chat prompt, as the gateway encodes it
     answer: tuple[int, ...]  # answer tokens + eos: the only positions with loss
+    expect: Expect | None = None  # a state reading's: what a right answer says, however worded
 
     @property
     def sensitive(self) -> bool:
@@ -54,6 +58,12 @@ class FactDataset:
     prefix: tuple[int, ...]  # the prompt tokens every example starts with
     records: int  # static records given
     facts: int  # facts asked about (after range merging and the one-way guard)
+    state_checks: tuple[Example, ...] = ()  # held-out wordings of state-reading questions
+
+    @property
+    def readings(self) -> int:
+        """Train examples that are state readings rather than facts."""
+        return sum(is_reading(e.pair) for e in self.train)
 
     @property
     def sensitive_facts(self) -> int:
@@ -81,22 +91,61 @@ class Batch:
         return int((self.targets != IGNORE).sum())
 
 
-def build_dataset(records: Iterable[FactLike], tokenizer: Path, eos_id: int) -> FactDataset:
-    """Pairs from ``records`` (train + held-out templates, then the declines), tokenized the gateway's way."""
+@dataclass(frozen=True, slots=True)
+class ReadingPlan:
+    """State-reading examples for a dataset: ``share`` x the fact examples in the train split (at least
+    one), ``checks`` held-out-worded ones apart."""
+
+    twin_id: str
+    share: float
+    checks: int
+    seed: int
+
+
+def build_dataset(
+    records: Iterable[FactLike], tokenizer: Path, eos_id: int, reading: ReadingPlan | None = None
+) -> FactDataset:
+    """Pairs from ``records`` (train + held-out templates, then the declines), tokenized the gateway's way;
+    with ``reading``, the state readings too."""
     recs = list(records)
+    codec = TextCodec(tokenizer)
     train: list[Example] = []
     heldout: list[Example] = []
-    for example in encode_pairs(pairs(recs) + decline_pairs(recs), TextCodec(tokenizer), eos_id):
+    for example in encode_pairs(pairs(recs) + decline_pairs(recs), codec, eos_id):
         (train if example.pair.split == "train" else heldout).append(example)
     facts = len({(e.pair.entity_id, e.pair.attribute) for e in train if not is_decline(e.pair)})
+    checks: list[Example] = []
+    if reading is not None and facts:
+        ids = [r.entity_id for r in recs]
+        n = max(1, round(reading.share * len(train))) if reading.share > 0 else 0
+        train += encode_readings(readings(ids, reading.twin_id, n, "train", reading.seed), codec, eos_id)
+        checks = encode_readings(readings(ids, reading.twin_id, reading.checks, "heldout", reading.seed), codec, eos_id)
     return FactDataset(
-        tuple(train), tuple(heldout), _common_prefix([e.prompt for e in train + heldout]), len(recs), facts
+        tuple(train),
+        tuple(heldout),
+        _common_prefix([e.prompt for e in train + heldout + checks]),
+        len(recs),
+        facts,
+        tuple(checks),
     )
 
 
 def encode_pairs(qa: Iterable[QAPair], codec: TextCodec, eos_id: int) -> list[Example]:
     """Each pair's prompt and answer (+ eos) as the gateway's encoder gives them."""
     return [Example(p, tuple(codec.encode(prompt_text(p))), (*codec.encode(p.answer), eos_id)) for p in qa]
+
+
+def encode_readings(items: Iterable[Reading], codec: TextCodec, eos_id: int) -> list[Example]:
+    """Each reading's twin-query prompt and answer (+ eos), as the gateway's encoder gives them."""
+    return [
+        Example(
+            r.pair,
+            tuple(codec.encode(chat_prompt(r.prompt, system=SYSTEM_PROMPT))),
+            (*codec.encode(r.pair.answer), eos_id),
+            r.expect,
+        )
+        for r in items
+    ]
 
 
 def prompt_text(pair: QAPair) -> str:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.finetune.dataset import Example, prompt_text
+from edge.finetune.dataset import Example
+from edge.finetune.reading import answers as reading_answers
 from edge.finetune.weights import load_causal_lm
 from edge.model.validate import run_graph, spec_layout, to_peft, torch_reference
 from gateway.engine import Engine, GenerationRequest
@@ -28,6 +29,7 @@ from shared.templates import normalize_answer
 
 EVAL_BATCH = 8  # rows per engine batch: larger batches decode faster but grow ORT's arena (RSS)
 _EXTRA_TOKENS = 2  # generation budget beyond the reference answer (its eos, and one to spare)
+READING_EXTRA_TOKENS = 16  # a state answer may be worded longer than the trained one (the base model's are)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,19 +47,49 @@ def engine_accuracy(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Score]:
     """Greedy exact-match accuracy of every named slot on ``examples``, rows of all slots batched together."""
+    answers = engine_answers(engine, slots, examples, _EXTRA_TOKENS, progress)
+    return {name: _score(got) for name, got in answers.items()}
+
+
+def reading_accuracy(
+    engine: Engine,
+    slots: Mapping[str, int],
+    examples: Sequence[Example],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, float | None]:
+    """Share of state-reading ``examples`` each named slot answers right, however worded
+    (``edge.finetune.reading.answers``): the base model is scored on its own wording."""
+    answers = engine_answers(engine, slots, examples, READING_EXTRA_TOKENS, progress)
+    return {
+        name: sum(e.expect is not None and reading_answers(text, e.expect) for e, text in got) / len(got)
+        if got
+        else None
+        for name, got in answers.items()
+    }
+
+
+def engine_answers(
+    engine: Engine,
+    slots: Mapping[str, int],
+    examples: Sequence[Example],
+    extra_tokens: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[tuple[Example, str]]]:
+    """Every named slot's greedy answer to each of ``examples`` (``extra_tokens`` past the reference
+    answer's length), rows of all slots batched together."""
     rows = [(name, slot, e) for e in sorted(examples, key=lambda e: len(e.prompt)) for name, slot in slots.items()]
-    hits: dict[str, list[tuple[Example, str]]] = {name: [] for name in slots}
+    got: dict[str, list[tuple[Example, str]]] = {name: [] for name in slots}
     for start in range(0, len(rows), EVAL_BATCH):
         chunk = rows[start : start + EVAL_BATCH]
         requests = [
-            GenerationRequest(f"{start + i}", prompt_text(e.pair), slot, max_new_tokens=len(e.answer) + _EXTRA_TOKENS)
+            GenerationRequest(f"{start + i}", e.prompt, slot, max_new_tokens=len(e.answer) + extra_tokens)
             for i, (_name, slot, e) in enumerate(chunk)
         ]
         for (name, _slot, e), result in zip(chunk, engine.generate(requests), strict=True):
-            hits[name].append((e, result.text))
+            got[name].append((e, result.text))
         if progress is not None:
             progress(min(start + EVAL_BATCH, len(rows)), len(rows))
-    return {name: _score(answers) for name, answers in hits.items()}
+    return got
 
 
 def _score(answers: Sequence[tuple[Example, str]]) -> Score:

@@ -23,7 +23,7 @@ from edge.finetune import handoff as handoff_files
 from edge.finetune.dataset import Example, FactDataset, build_dataset, eval_sample
 from edge.finetune.eval_record import FILE_NAME as EVAL_SCORE
 from edge.finetune.eval_record import load_score, sample_digest, save_score
-from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate
+from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, reading_accuracy
 from edge.finetune.handoff import Handoff, HandoffError
 from edge.finetune.memory import PhasePeaks, map_large_allocations, peak_vm_mb
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult
@@ -44,6 +44,7 @@ _CANDIDATE_SLOT, _CURRENT_SLOT = 1, 2
 @dataclass(frozen=True, slots=True)
 class EvalPlan:
     sample: list[Example]  # the held-out questions both adapters are scored on
+    checks: list[Example]  # state-reading questions the candidate is scored on (not gated)
     digest: str  # edge.finetune.eval_record.sample_digest of them
     current_known: float | None  # the in-service adapter's score on them, from its own round
     rescore: bool  # the eval scores the adapter in service too (there is one and its score is not known)
@@ -55,7 +56,9 @@ def eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> Eval
     known = None
     if request.current_adapter is not None:
         known = load_score(Path(request.current_adapter).with_name(EVAL_SCORE), digest)
-    return EvalPlan(sample, digest, known, rescore=request.current_adapter is not None and known is None)
+    return EvalPlan(
+        sample, list(data.state_checks), digest, known, rescore=request.current_adapter is not None and known is None
+    )
 
 
 def candidate(request: RoundRequest, spec: ModelSpec, tensors: dict[str, Array]) -> LoadedAdapter:
@@ -138,17 +141,21 @@ def finish(
     model_dir, out_dir = Path(request.model_dir), Path(request.out_dir)
     spec = load_spec(model_dir)
     if plan is None:
-        data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
+        data = build_dataset(
+            request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0], request.reading_plan()
+        )
         plan = eval_plan(request, spec, data)
         del data
         if plan.digest != handoff.eval_digest:  # the same request must draw the same questions
             raise ModelError(f"the eval's questions drawn after the exec differ from training's ({plan.digest[:12]})")
     # after an exec the phase is "eval" from the start; the engine's load is the eval's either way
-    report(RoundProgress("eval", 0, len(plan.sample), None, time.monotonic() - start))
+    report(RoundProgress("eval", 0, len(plan.sample) + len(plan.checks), None, time.monotonic() - start))
     tensors = dict(read_adapter(stage / TRAIN_STATE_NAME, spec).tensors)
     adapter = candidate(request, spec, tensors)
     base, score, note = _evaluate(handoff, spec, plan, adapter, report)
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
+    if base.state_accuracy is not None:  # reported beside the gate's reason, not gated on
+        why += f"; state questions {base.state_accuracy:.3f} (base model {base.state_accuracy_base or 0:.3f})"
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
     manifest = _manifest(request, adapter, base, time.monotonic() - start, peaks.overall_mb())
     # encoded from the trained tensors: decoding gives exactly the quantize()d values that were scored
@@ -198,11 +205,17 @@ def _evaluate(
         engine.bank.load(_CURRENT_SLOT, current)
         slots["current"] = _CURRENT_SLOT
 
-    def on_batch(done: int, total: int) -> None:
-        report(RoundProgress("eval", done, total, None, time.monotonic() - start))
+    rows = len(plan.sample) * len(slots) + 2 * len(plan.checks)
+
+    def on_batch(done: int, _total: int, offset: int = 0) -> None:
+        report(RoundProgress("eval", offset + done, rows, None, time.monotonic() - start))
 
     scores = engine_accuracy(engine, slots, plan.sample, on_batch)
     score = scores["candidate"]
+    offset = len(plan.sample) * len(slots)
+    reading = reading_accuracy(
+        engine, {"candidate": _CANDIDATE_SLOT, "base": 0}, plan.checks, lambda d, t: on_batch(d, t, offset)
+    )
     current_acc = scores["current"].accuracy if "current" in scores else plan.current_known
     if current_acc is None:
         current_acc = request.current_score
@@ -211,6 +224,9 @@ def _evaluate(
         accuracy=round(score.accuracy, 4),
         current_accuracy=None if current_acc is None else round(current_acc, 4),
         sensitive_accuracy=None if score.sensitive_accuracy is None else round(score.sensitive_accuracy, 4),
+        state_accuracy=_rounded(reading.get("candidate")),
+        state_accuracy_base=_rounded(reading.get("base")),
+        state_eval_examples=len(plan.checks),
         eval_examples=score.n,
         eval_s=round(time.monotonic() - eval_start, 2),
         parity_max_abs=parity,
@@ -227,6 +243,8 @@ def _manifest(
         "accuracy": result.accuracy,
         "current_accuracy": result.current_accuracy,
         "sensitive_accuracy": result.sensitive_accuracy,
+        "state_accuracy": result.state_accuracy,
+        "state_accuracy_base": result.state_accuracy_base,
         "records": result.records,
         "facts": result.facts,
         "train_examples": result.train_examples,
@@ -253,6 +271,10 @@ def _current_adapter(request: RoundRequest, spec: ModelSpec) -> tuple[LoadedAdap
         return read_adapter(Path(request.current_adapter), spec), ""
     except AdapterError as exc:  # not comparable: judge on current_score (if any) and say so
         return None, f" (the adapter in service could not be re-scored: {type(exc).__name__})"
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _misses(score: Score) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields, make_dataclass
 from typing import Annotated, Any, Literal
 
+from edge.finetune.dataset import ReadingPlan
 from edge.finetune.train import TrainOptions
 from edge.readings import StaticRecord
 from shared.config.edge import AdapterDtype, FinetuneSection
@@ -67,12 +68,18 @@ class RoundRequest:
     eval_limit: Annotated[int, Range(1, 1_000_000)] | None = EVAL_LIMIT  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
     min_facts: Annotated[int, Range(1, 1_000_000)] = 4
+    # state-reading train examples (edge.finetune.reading) per fact example: 160 for home1's 3,467
+    state_share: Annotated[float, Range(0.0, 1.0)] = 0.046
+    state_checks: Annotated[int, Range(0, 10_000)] = 24  # held-out-worded ones the eval scores (state_accuracy)
 
     @classmethod
     def from_config(cls, section: FinetuneSection, **fields: Any) -> RoundRequest:
         """A request with the profile's budget; ``fields`` gives twin_id, version, model_dir, out_dir, records..."""
         budget = {name: getattr(section, name) for name in _BUDGET_FIELDS}
         return cls(**{**budget, **fields})
+
+    def reading_plan(self) -> ReadingPlan:
+        return ReadingPlan(self.twin_id, self.state_share, self.state_checks, self.seed)
 
     def train_options(self) -> TrainOptions:
         return TrainOptions(
@@ -152,6 +159,10 @@ class RoundResult:
     accuracy: float | None = None  # held-out, on the ONNX engine
     current_accuracy: float | None = None  # the adapter in service, same questions (or current_score)
     sensitive_accuracy: float | None = None
+    state_accuracy: float | None = None  # state-reading questions in held-out wordings (edge.finetune.reading)
+    state_accuracy_base: float | None = None  # the base model alone on the same questions
+    state_eval_examples: int = 0  # how many such questions (each asked of the adapter and of the base model)
+    state_examples: int = 0  # of train_examples, the state readings
     records: int = 0
     facts: int = 0
     train_examples: int = 0

@@ -137,8 +137,12 @@ def _run(
             f"--bank-dtype {spec.bank_dtype} --targets {','.join(request.targets)}` (and the gateway's model alike)",
         )
     report(RoundProgress("dataset", 0, 1, None, time.monotonic() - start))
-    data = build_dataset(request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0])
-    base = replace(base, records=data.records, facts=data.facts, train_examples=len(data.train))
+    data = build_dataset(
+        request.records, model_dir / spec.tokenizer_file, spec.eos_token_ids[0], request.reading_plan()
+    )
+    base = replace(
+        base, records=data.records, facts=data.facts, train_examples=len(data.train), state_examples=data.readings
+    )
     skip = _skip_reason(data, request.min_facts)
     if skip is not None:  # and no rows of facts that are gone stay on disk
         LowerStore(out_dir / LOWER_CACHE, spec.fingerprint).remove()

@@ -81,6 +81,11 @@ def test_a_round_publishes_a_loadable_adapter(tiny_model: Path, published: tuple
     assert {"dataset", "train", "reference", "eval", "export"} <= set(phases)
     assert result.steps == 6 and result.accuracy is not None and result.parity_max_abs is not None
     assert result.facts > 0 and result.peak_rss_mb > 0 and result.adapter_bytes > 0
+    # state readings rode along in training and were scored, the base model beside the adapter
+    assert 0 < result.state_examples < result.train_examples / 10  # a share of the fact examples
+    assert result.state_eval_examples == request_for(tiny_model, out, ()).state_checks
+    assert result.state_accuracy is not None and result.state_accuracy_base is not None
+    assert "state questions" in result.reason
     # the peak of every phase, in order; the round's is the largest (edge.finetune.memory)
     assert list(result.peak_rss_by_phase) == ["start", "dataset", "load", "train", "reference", "eval", "export"]
     assert result.peak_rss_mb == max(result.peak_rss_by_phase.values())
@@ -191,10 +196,11 @@ def test_the_gate_refuses_a_worse_adapter_and_keeps_it_as_a_resume_point(
 
 
 def scored(request: RoundRequest) -> tuple[RoundResult, int]:
-    """The round's result and how many engine rows its eval ran (the sample once per adapter scored)."""
+    """The round's result and how many engine rows its eval ran on the held-out facts (the sample once per
+    adapter scored; the state-reading questions, asked of the candidate and the base model, apart)."""
     totals: list[int] = []
     result = run_round(request, lambda p: totals.append(p.total) if p.phase == "eval" else None)
-    return result, totals[-1]
+    return result, totals[-1] - 2 * result.state_eval_examples
 
 
 def test_the_in_service_score_is_kept_from_its_round_and_old_versions_pruned(
