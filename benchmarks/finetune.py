@@ -9,7 +9,9 @@ The eval gate's threshold is 0 here so that the adapter is always exported and m
 Reported (JSON): model, records, facts, steps, round_s (child wall time), round_inner_s (inside
 run_round), phase seconds (load+cache / train loop / reference / eval / export), tokens_per_s (token
 positions through the trained layers per second of the loop), heldout_accuracy (ONNX engine,
-exact match, one held-out paraphrase per fact), sensitive_accuracy, peak_rss_mb, adapter_bytes,
+exact match, one held-out paraphrase per fact), sensitive_accuracy, state_accuracy and
+state_accuracy_base (held-out-worded questions about drawn states, the adapter and the base model
+alone: ``edge.finetune.reading``), peak_rss_mb, adapter_bytes,
 full_model_bytes and their ratio (what a federated round would ship instead), cpu_s of the child,
 and the host's load average before and after (the box may be shared: a loaded box slows every phase).
 ``final_wordings``: the adapter in service after the last round on all held-out questions and on the
@@ -100,6 +102,7 @@ def run(
         "full_model_bytes": full_bytes,
         "rounds": [{k: v for k, v in r.items() if k not in ("loss_curve", "adapter_path")} for r in reports],
         "accuracy_by_round": [r["heldout_accuracy"] for r in reports],
+        "state_accuracy_by_round": [r["state_accuracy"] for r in reports],
         "cumulative_round_s": list(itertools.accumulate(r["round_s"] for r in reports)),
         "rounds_to_target": next(
             (i for i, r in enumerate(reports, 1) if (r["heldout_accuracy"] or 0) >= _TARGET_ACCURACY), None
@@ -180,6 +183,10 @@ def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
         "heldout_accuracy": accuracy,
         "previous_accuracy": result["current_accuracy"],
         "sensitive_accuracy": result["sensitive_accuracy"],
+        "state_examples": result.get("state_examples", 0),
+        "state_accuracy": result.get("state_accuracy"),  # state questions: the adapter, then the base model
+        "state_accuracy_base": result.get("state_accuracy_base"),
+        "state_eval_examples": result.get("state_eval_examples", 0),
         "passes_gate": accuracy is not None and accuracy >= _DEFAULT_GATE,
         "meets_target_accuracy": accuracy is not None and accuracy >= _TARGET_ACCURACY,
         "parity_max_abs": result["parity_max_abs"],
