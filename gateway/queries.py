@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gateway.prompts import StoredState
 from shared.protocol.results import Aggregate, PromptRef
-from shared.semantic import EntityState, render
+from shared.semantic import EntityState, object_prefix, render
 from shared.templates import SYSTEM_PROMPT, query_messages
 
 MAX_CONTEXT_LINES = 24
@@ -53,6 +53,7 @@ _SYNONYMS = {
     "power": "power",
 }
 _WORD = re.compile(r"[a-z0-9]+")
+_NUMBERED = re.compile(r"([a-z]+)([0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,26 +75,38 @@ def words(text: str) -> set[str]:
     for w in _WORD.findall(text.lower()):
         out.add(_SYNONYMS.get(w, w))
         if w.endswith("s") and len(w) > 3:
-            out.add(w[:-1])
+            out.add(_SYNONYMS.get(w[:-1], w[:-1]))
+        numbered = _NUMBERED.fullmatch(w)
+        if numbered:  # "bedroom2" is also "bedroom" and "2"
+            out.update((_SYNONYMS.get(numbered[1], numbered[1]), numbered[2]))
     return out
 
 
 def relevant(states: Sequence[StoredState], question: str, limit: int = MAX_CONTEXT_LINES) -> list[StoredState]:
-    """The states whose names share the most words with the question (every state tied for the most;
-    at most ``limit``, stable order). "Is the kitchen ceiling light on?" gets that light, not every light
-    and every kitchen sensor; "which lights are on?" still gets every light."""
+    """The states the question is about: the fewest, best-matching states whose names (and domains)
+    cover every word of the question that names anything here. Greedily: the states sharing the most
+    still-uncovered words with the question, every one tied for that, then again for the words left.
+    "Is the kitchen ceiling light on?" gets that light, not every light and every kitchen sensor;
+    "Are the bedroom and living room lights on?" gets the living room's lights, then the bedroom's;
+    "Which lights are on?" gets every light. At most ``limit``, in the order given."""
     asked = words(question)
-    scored = []
-    for i, s in enumerate(states):
-        domain, _, obj = s.entity.entity_id.partition(".")
-        name = words(obj.replace("_", " ")) | {domain} | words(" ".join(k for k, _ in s.entity.attributes))
-        score = len(asked & name)
-        if score:
-            scored.append((-score, i, s))
-    if not scored:
-        return []
-    best = min(t[0] for t in scored)
-    return [s for score, _, s in scored if score == best][:limit]
+    named = [_name_words(s) & asked for s in states]
+    uncovered = set().union(*named)
+    chosen: set[int] = set()
+    while uncovered:
+        gains = [(len(n & uncovered), len(n), i) for i, n in enumerate(named) if i not in chosen and n & uncovered]
+        best = max((gain, total) for gain, total, _ in gains)
+        tier = [i for gain, total, i in gains if (gain, total) == best]
+        chosen.update(tier)
+        uncovered -= set().union(*(named[i] for i in tier))
+    return [states[i] for i in sorted(chosen)][:limit]
+
+
+def _name_words(s: StoredState) -> set[str]:
+    """The words of a state's name as the context renders it (no twin prefix: "home1" is not "home")."""
+    domain, _, obj = s.entity.entity_id.partition(".")
+    kinds = {domain, "sensor"} if domain == "binary_sensor" else {domain}  # a "motion sensor" is a binary one
+    return words(obj.removeprefix(object_prefix(s.twin_id)).replace("_", " ")) | kinds
 
 
 def refs(states: Iterable[StoredState]) -> tuple[PromptRef, ...]:

@@ -36,7 +36,25 @@ def test_relevant_keeps_only_the_closest_matches() -> None:
     assert [s.entity.entity_id for s in chosen] == ["light.home1_kitchen_ceiling"]
     kitchen = relevant(home, "Which lights are on in the kitchen?")
     assert {s.entity.entity_id for s in kitchen} == {"light.home1_kitchen_ceiling", "light.home1_kitchen_counter"}
-    assert relevant(home, "Is anyone home?") == []
+    assert relevant(home, "Is anyone home?") == []  # "home1_", the twin's prefix, is no word of a name
+
+
+def test_relevant_covers_every_thing_a_question_names() -> None:
+    home = [
+        *OWN,
+        st("home1", "light.home1_living_room_ceiling", "on"),
+        st("home1", "switch.home1_kitchen_coffee_maker", "on"),
+        st("home1", "binary_sensor.home1_kitchen_window", "off"),
+        st("home1", "sensor.home1_bedroom2_temperature", "19"),
+        st("home1", "sensor.home1_bedroom_temperature", "18"),
+    ]
+
+    def ids(question: str) -> set[str]:
+        return {s.entity.entity_id.split(".")[1].removeprefix("home1_") for s in relevant(home, question)}
+
+    assert ids("Are the bedroom and living room lights on?") == {"living_room_ceiling", "bedroom_lamp"}
+    assert ids("Is the kitchen window open and is the coffee maker on?") == {"kitchen_window", "kitchen_coffee_maker"}
+    assert ids("Is it warm in bedroom 2?") == {"bedroom2_temperature"}
 
 
 def test_twin_context_lists_used_prompts() -> None:
