@@ -93,8 +93,8 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class ReadingPlan:
-    """State-reading examples for a dataset: ``share`` x the fact examples in the train split (at least
-    one), ``checks`` held-out-worded ones apart."""
+    """State-reading examples for a dataset: ``share`` x the other train examples (facts and declines; at
+    least one), and ``checks`` held-out-worded ones apart."""
 
     twin_id: str
     share: float

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 
 import pytest
 
 from edge.finetune.dataset import ReadingPlan, build_dataset
-from edge.finetune.reading import ATTRIBUTE, Expect, Reading, answers, entities, is_reading, readings
-from edge.finetune.reading import word as _w
+from edge.finetune.reading import (
+    ATTRIBUTE,
+    Expect,
+    Reading,
+    answers,
+    draw_home,
+    entities,
+    floor,
+    is_reading,
+    readings,
+)
 from gateway.engine.text import TextCodec, chat_prompt
 from gateway.queries import twin_prompt
 from shared.modelspec import load_spec
@@ -125,19 +135,65 @@ def test_the_dataset_carries_readings_in_train_and_checks_apart(tiny_model: Path
         assert e.answer == (*codec.encode(r.pair.answer), eos)
 
 
+def test_every_answer_trained_or_checked_passes_its_own_judge() -> None:
+    for split in ("train", "heldout"):
+        for seed in range(5):
+            for r in readings(IDS, HOME.home_id, 100, split, seed):  # type: ignore[arg-type]
+                assert answers(r.pair.answer, r.expect), r
+                if r.expect.yes is not None:  # and the opposite yes/no is wrong
+                    assert not answers("Yes." if not r.expect.yes else "No.", r.expect), r
+
+
+def test_unprefixed_entity_ids_are_asked_about_too() -> None:
+    """Home Assistant's ids carry no twin prefix: ``light.kitchen_ceiling``."""
+    home = entities(["light.kitchen_ceiling", "lock.hallway_front_door", "sensor.home1_profile"], "home1")
+    assert [(e.entity_id, e.name) for e in home] == [
+        ("light.kitchen_ceiling", "kitchen ceiling"),
+        ("lock.hallway_front_door", "hallway front door"),
+    ]
+    assert readings([e.entity_id for e in home], "home1", 5, "train", 0)
+
+
+def test_a_door_sensor_agrees_with_the_cover_of_the_same_name() -> None:
+    home = entities(IDS, HOME.home_id)
+    covers = {e.name: e for e in home if e.domain == "cover"}
+    pairs = [(covers[b.name], b) for b in home if b.domain == "binary_sensor" and b.name in covers]
+    assert pairs  # the scenario's garage door is both
+    rng = random.Random(0)
+    for _ in range(50):
+        state = draw_home(rng, home)
+        for cover, sensor in pairs:
+            assert (state[cover.entity_id].state == "open") == (state[sensor.entity_id].state == "on")
+
+
+LOCKED = Expect(False, ("unlocked",), ("locked",))  # "is the gate locked?" of an unlocked gate
+OFF = Expect(False, ("off",), ("on",))
+
+
 @pytest.mark.parametrize(
     ("text", "expect", "right"),
     [
-        ("No, the garden gate is unlocked.", Expect(False, (_w("unlocked"),), (_w("locked"),)), True),
-        ("The garden gate is unlocked.", Expect(False, (_w("unlocked"),), (_w("locked"),)), True),
-        ("Yes, the garden gate is unlocked.", Expect(False, (_w("unlocked"),), (_w("locked"),)), False),
-        ("The garden gate is locked.", Expect(False, (_w("unlocked"),), (_w("locked"),)), False),
-        ("No, it has not been turned on.", Expect(False, (_w("off"),), (_w("on"),)), True),
-        ("The bathroom temperature is -4.1°C.", Expect(None, (_w("-4.1"),)), True),
-        ("The bathroom temperature is 20.5°C.", Expect(None, (_w("20"),)), False),
-        ("It reads 20°C.", Expect(None, (_w("20"),)), True),
+        ("No, the garden gate is unlocked.", LOCKED, True),
+        ("The garden gate is unlocked.", LOCKED, True),
+        ("The garden gate is not locked.", LOCKED, True),
+        ("Yes, the garden gate is unlocked.", LOCKED, False),
+        ("No, the garden gate is locked.", LOCKED, False),  # the opener is right, the body is not
+        ("The garden gate is locked.", LOCKED, False),
+        ("No, it has not been turned on.", OFF, True),
+        ("Based on the state, the light is off.", OFF, True),
+        ("The kitchen ceiling light is not off.", OFF, False),
+        ("The bathroom temperature is -4.1°C.", Expect(None, ("-4.1",)), True),
+        ("The bathroom temperature is 20.5°C.", Expect(None, ("20",)), False),
+        ("It reads 20.0°C.", Expect(None, ("20",)), True),
+        ("No, no one is moving in the hallway.", Expect(False, (), ("moving|detects motion",)), True),
+        ("There is no motion.", Expect(False, (), ("moving|motion",)), True),
         ("Sure.", Expect(True, ()), False),
     ],
 )
 def test_an_answer_is_judged_by_what_it_says_not_its_wording(text: str, expect: Expect, right: bool) -> None:
     assert answers(text, expect) is right
+
+
+def test_the_floor_is_the_better_constant_answer() -> None:
+    expects = [LOCKED, OFF, Expect(True, ("on",), ("off",)), Expect(None, ("20",))]
+    assert floor(expects) == 0.5 and floor([]) is None
