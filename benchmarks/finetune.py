@@ -186,6 +186,7 @@ def _round_report(child: dict[str, Any], full_bytes: int) -> dict[str, Any]:
         "state_examples": result.get("state_examples", 0),
         "state_accuracy": result.get("state_accuracy"),  # state questions: the adapter, then the base model
         "state_accuracy_base": result.get("state_accuracy_base"),
+        "state_accuracy_floor": result.get("state_accuracy_floor"),
         "state_eval_examples": result.get("state_eval_examples", 0),
         "passes_gate": accuracy is not None and accuracy >= _DEFAULT_GATE,
         "meets_target_accuracy": accuracy is not None and accuracy >= _TARGET_ACCURACY,

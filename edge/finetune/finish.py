@@ -26,6 +26,7 @@ from edge.finetune.eval_record import load_score, sample_digest, save_score
 from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, reading_accuracy
 from edge.finetune.handoff import Handoff, HandoffError
 from edge.finetune.memory import PhasePeaks, map_large_allocations, peak_vm_mb
+from edge.finetune.reading import floor
 from edge.finetune.request import ProgressFn, RoundProgress, RoundRequest, RoundResult
 from edge.finetune.versions import adopt, own_staging, prune, publish
 from shared.adapter_codec import quantize
@@ -48,6 +49,7 @@ class EvalPlan:
     digest: str  # edge.finetune.eval_record.sample_digest of them
     current_known: float | None  # the in-service adapter's score on them, from its own round
     rescore: bool  # the eval scores the adapter in service too (there is one and its score is not known)
+    drawn: str = ""  # sample_digest of the sample and the checks: the fresh process must draw the same
 
 
 def eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> EvalPlan:
@@ -56,9 +58,9 @@ def eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> Eval
     known = None
     if request.current_adapter is not None:
         known = load_score(Path(request.current_adapter).with_name(EVAL_SCORE), digest)
-    return EvalPlan(
-        sample, list(data.state_checks), digest, known, rescore=request.current_adapter is not None and known is None
-    )
+    checks = list(data.state_checks)
+    rescore = request.current_adapter is not None and known is None
+    return EvalPlan(sample, checks, digest, known, rescore, sample_digest(spec.fingerprint, sample + checks))
 
 
 def candidate(request: RoundRequest, spec: ModelSpec, tensors: dict[str, Array]) -> LoadedAdapter:
@@ -146,16 +148,19 @@ def finish(
         )
         plan = eval_plan(request, spec, data)
         del data
-        if plan.digest != handoff.eval_digest:  # the same request must draw the same questions
-            raise ModelError(f"the eval's questions drawn after the exec differ from training's ({plan.digest[:12]})")
+        if plan.drawn != handoff.eval_digest:  # the same request must draw the same questions
+            raise ModelError(f"the eval's questions drawn after the exec differ from training's ({plan.drawn[:12]})")
     # after an exec the phase is "eval" from the start; the engine's load is the eval's either way
-    report(RoundProgress("eval", 0, len(plan.sample) + len(plan.checks), None, time.monotonic() - start))
+    report(RoundProgress("eval", 0, len(plan.sample) + 2 * len(plan.checks), None, time.monotonic() - start))
     tensors = dict(read_adapter(stage / TRAIN_STATE_NAME, spec).tensors)
     adapter = candidate(request, spec, tensors)
     base, score, note = _evaluate(handoff, spec, plan, adapter, report)
     ok, why = gate(round(score.accuracy, 4), request.eval_threshold, base.current_accuracy)
     if base.state_accuracy is not None:  # reported beside the gate's reason, not gated on
-        why += f"; state questions {base.state_accuracy:.3f} (base model {base.state_accuracy_base or 0:.3f})"
+        why += (
+            f"; state questions {base.state_accuracy:.3f} (base model {base.state_accuracy_base or 0:.3f}, "
+            f"one constant yes/no answer {base.state_accuracy_floor or 0:.3f})"
+        )
     report(RoundProgress("export", 0, 1, None, time.monotonic() - start))
     manifest = _manifest(request, adapter, base, time.monotonic() - start, peaks.overall_mb())
     # encoded from the trained tensors: decoding gives exactly the quantize()d values that were scored
@@ -226,6 +231,7 @@ def _evaluate(
         sensitive_accuracy=None if score.sensitive_accuracy is None else round(score.sensitive_accuracy, 4),
         state_accuracy=_rounded(reading.get("candidate")),
         state_accuracy_base=_rounded(reading.get("base")),
+        state_accuracy_floor=_rounded(floor(e.expect for e in plan.checks if e.expect is not None)),
         state_eval_examples=len(plan.checks),
         eval_examples=score.n,
         eval_s=round(time.monotonic() - eval_start, 2),

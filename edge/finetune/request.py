@@ -68,7 +68,7 @@ class RoundRequest:
     eval_limit: Annotated[int, Range(1, 1_000_000)] | None = EVAL_LIMIT  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
     min_facts: Annotated[int, Range(1, 1_000_000)] = 4
-    # state-reading train examples (edge.finetune.reading) per fact example: 160 for home1's 3,467
+    # state-reading train examples (edge.finetune.reading) per other train example: ~160 for home1's ~3,400
     state_share: Annotated[float, Range(0.0, 1.0)] = 0.046
     state_checks: Annotated[int, Range(0, 10_000)] = 24  # held-out-worded ones the eval scores (state_accuracy)
 
@@ -161,6 +161,7 @@ class RoundResult:
     sensitive_accuracy: float | None = None
     state_accuracy: float | None = None  # state-reading questions in held-out wordings (edge.finetune.reading)
     state_accuracy_base: float | None = None  # the base model alone on the same questions
+    state_accuracy_floor: float | None = None  # the better of answering "Yes." or "No." to every one of them
     state_eval_examples: int = 0  # how many such questions (each asked of the adapter and of the base model)
     state_examples: int = 0  # of train_examples, the state readings
     records: int = 0

@@ -176,7 +176,7 @@ def _run(
         steps = trained.planned_steps
         del trained, adapter, data
         vm = peak_vm_mb()
-        state = Handoff(request, start, base, steps, plan.digest, peaks.snapshot(), peaks.supported, vm, reference)
+        state = Handoff(request, start, base, steps, plan.drawn, peaks.snapshot(), peaks.supported, vm, reference)
         if exec_finish is not None:
             handoff_files.save(stage, state)
             exec_finish(stage)  # an exec does not return
