@@ -54,6 +54,8 @@ _SYNONYMS = {
 }
 _WORD = re.compile(r"[a-z0-9]+")
 _NUMBERED = re.compile(r"([a-z]+)([0-9]+)")
+# words too generic to pick a state by: "every room" is not the living room (its "living" still counts)
+_GENERIC = frozenset(("room", "rooms"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ def fact_context(question: str) -> Context:
 def words(text: str) -> set[str]:
     out = set()
     for w in _WORD.findall(text.lower()):
+        if w in _GENERIC:
+            continue
         out.add(_SYNONYMS.get(w, w))
         if w.endswith("s") and len(w) > 3:
             out.add(_SYNONYMS.get(w[:-1], w[:-1]))
@@ -83,23 +87,24 @@ def words(text: str) -> set[str]:
 
 
 def relevant(states: Sequence[StoredState], question: str, limit: int = MAX_CONTEXT_LINES) -> list[StoredState]:
-    """The states the question is about: the fewest, best-matching states whose names (and domains)
-    cover every word of the question that names anything here. Greedily: the states sharing the most
+    """The states the question is about: few, best-matching states whose names (and domains) cover
+    every word of the question that names anything here. Greedily: the states sharing the most
     still-uncovered words with the question, every one tied for that, then again for the words left.
     "Is the kitchen ceiling light on?" gets that light, not every light and every kitchen sensor;
     "Are the bedroom and living room lights on?" gets the living room's lights, then the bedroom's;
-    "Which lights are on?" gets every light. At most ``limit``, in the order given."""
+    "Which lights are on?" (or "... in every room?") gets every light. At most ``limit``, the first
+    picked kept, in the order given."""
     asked = words(question)
     named = [_name_words(s) & asked for s in states]
     uncovered = set().union(*named)
-    chosen: set[int] = set()
+    chosen: list[int] = []  # in the order picked: the cap keeps the best matches
     while uncovered:
         gains = [(len(n & uncovered), len(n), i) for i, n in enumerate(named) if i not in chosen and n & uncovered]
         best = max((gain, total) for gain, total, _ in gains)
         tier = [i for gain, total, i in gains if (gain, total) == best]
-        chosen.update(tier)
+        chosen.extend(tier)
         uncovered -= set().union(*(named[i] for i in tier))
-    return [states[i] for i in sorted(chosen)][:limit]
+    return [states[i] for i in sorted(chosen[:limit])]
 
 
 def _name_words(s: StoredState) -> set[str]:

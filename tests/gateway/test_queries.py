@@ -55,6 +55,16 @@ def test_relevant_covers_every_thing_a_question_names() -> None:
     assert ids("Are the bedroom and living room lights on?") == {"living_room_ceiling", "bedroom_lamp"}
     assert ids("Is the kitchen window open and is the coffee maker on?") == {"kitchen_window", "kitchen_coffee_maker"}
     assert ids("Is it warm in bedroom 2?") == {"bedroom2_temperature"}
+    lights = {"kitchen_ceiling", "bedroom_lamp", "living_room_ceiling"}
+    assert ids("Are the lights off in every room?") == lights  # "room" picks no room
+
+
+def test_the_cap_keeps_what_the_question_names_first() -> None:
+    lights = [st("home1", f"light.home1_l{i:02d}", "off") for i in range(20)]
+    door = st("home1", "lock.home1_z_front_door", "locked")  # sorts after every light
+    chosen = relevant([*lights, door], "Is my front door locked, and are the lights on?", limit=5)
+    assert door in chosen and len(chosen) == 5
+    assert chosen == sorted(chosen, key=[*lights, door].index)  # still in the order given
 
 
 def test_twin_context_lists_used_prompts() -> None:
