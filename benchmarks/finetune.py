@@ -9,9 +9,10 @@ The eval gate's threshold is 0 here so that the adapter is always exported and m
 Reported (JSON): model, records, facts, steps, round_s (child wall time), round_inner_s (inside
 run_round), phase seconds (load+cache / train loop / reference / eval / export), tokens_per_s (token
 positions through the trained layers per second of the loop), heldout_accuracy (ONNX engine,
-exact match, one held-out paraphrase per fact), sensitive_accuracy, state_accuracy and
-state_accuracy_base (held-out-worded questions about drawn states, the adapter and the base model
-alone: ``edge.finetune.reading``), peak_rss_mb, adapter_bytes,
+exact match, one held-out paraphrase per fact), sensitive_accuracy, state_accuracy,
+state_accuracy_base and state_accuracy_floor (held-out-worded questions about drawn states: the
+adapter, the base model alone, one constant yes/no answer; ``edge.finetune.reading``), peak_rss_mb,
+adapter_bytes,
 full_model_bytes and their ratio (what a federated round would ship instead), cpu_s of the child,
 and the host's load average before and after (the box may be shared: a loaded box slows every phase).
 ``final_wordings``: the adapter in service after the last round on all held-out questions and on the

@@ -36,6 +36,15 @@ def sample_digest(fingerprint: str, sample: Sequence[Example]) -> str:
     return hashlib.sha256("\x1e".join(rows).encode()).hexdigest()
 
 
+def drawn_digest(fingerprint: str, examples: Sequence[Example]) -> str:
+    """Identifies exactly what an eval will ask: the base model and every example's prompt and answer
+    tokens (a state check's prompt carries drawn state lines its question does not name)."""
+    h = hashlib.sha256(fingerprint.encode())
+    for e in examples:
+        h.update(repr((e.prompt, e.answer)).encode())
+    return h.hexdigest()
+
+
 def save_score(path: Path, digest: str, accuracy: float, n: int) -> None:
     body = json.dumps({"digest": digest, "accuracy": accuracy, "n": n}) + "\n"
     atomic_write_bytes(path, body.encode())

@@ -22,7 +22,7 @@ from pathlib import Path
 from edge.finetune import handoff as handoff_files
 from edge.finetune.dataset import Example, FactDataset, build_dataset, eval_sample
 from edge.finetune.eval_record import FILE_NAME as EVAL_SCORE
-from edge.finetune.eval_record import load_score, sample_digest, save_score
+from edge.finetune.eval_record import drawn_digest, load_score, sample_digest, save_score
 from edge.finetune.evaluate import Score, check_parity, engine_accuracy, gate, reading_accuracy
 from edge.finetune.handoff import Handoff, HandoffError
 from edge.finetune.memory import PhasePeaks, map_large_allocations, peak_vm_mb
@@ -49,7 +49,7 @@ class EvalPlan:
     digest: str  # edge.finetune.eval_record.sample_digest of them
     current_known: float | None  # the in-service adapter's score on them, from its own round
     rescore: bool  # the eval scores the adapter in service too (there is one and its score is not known)
-    drawn: str = ""  # sample_digest of the sample and the checks: the fresh process must draw the same
+    drawn: str = ""  # drawn_digest of the sample and the checks: the fresh process must draw the same
 
 
 def eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> EvalPlan:
@@ -60,7 +60,7 @@ def eval_plan(request: RoundRequest, spec: ModelSpec, data: FactDataset) -> Eval
         known = load_score(Path(request.current_adapter).with_name(EVAL_SCORE), digest)
     checks = list(data.state_checks)
     rescore = request.current_adapter is not None and known is None
-    return EvalPlan(sample, checks, digest, known, rescore, sample_digest(spec.fingerprint, sample + checks))
+    return EvalPlan(sample, checks, digest, known, rescore, drawn_digest(spec.fingerprint, sample + checks))
 
 
 def candidate(request: RoundRequest, spec: ModelSpec, tensors: dict[str, Array]) -> LoadedAdapter:
@@ -251,6 +251,7 @@ def _manifest(
         "sensitive_accuracy": result.sensitive_accuracy,
         "state_accuracy": result.state_accuracy,
         "state_accuracy_base": result.state_accuracy_base,
+        "state_accuracy_floor": result.state_accuracy_floor,
         "records": result.records,
         "facts": result.facts,
         "train_examples": result.train_examples,

@@ -45,8 +45,9 @@ from shared.templates import HOUSEHOLD_SUFFIX, QAPair, Split
 TEMPLATE_PREFIX = "state."  # QAPair.template of every reading
 ATTRIBUTE = "@state"  # QAPair.attribute of every reading (never a static attribute: those have no "@")
 MAX_DISTRACTORS = 3
-# terms that say there is motion ("motion" alone is in the sensor's own name: "hallway motion")
-_MOTION = "detects motion|motion detected|moving|someone|somebody|occupied"
+# terms that say there is motion, or none ("motion" alone is in the sensor's own name: "hallway motion")
+_MOTION = "detects motion|motion detected|there is motion|is moving|someone|somebody|occupied|on"
+_NO_MOTION = "no motion|no one|nobody|nothing|off"
 _SOURCES = ("Spotify", "Netflix", "radio", "TV", "YouTube", "AirPlay")
 _UNITS = {"temperature": "°C", "humidity": "%", "illuminance": " lx", "power": " W", "energy": " kWh"}
 
@@ -65,6 +66,7 @@ class Expect:
     yes: bool | None
     says: tuple[str, ...]
     not_says: tuple[str, ...] = ()
+    lights: tuple[tuple[str, bool], ...] = ()  # a room's lights, (name, on): judged clause by clause instead
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +84,14 @@ def is_reading(pair: QAPair) -> bool:
 
 def answers(text: str, expect: Expect) -> bool:
     """Whether ``text`` gives the state the question asked about (see :class:`Expect`)."""
-    said = " ".join(text.lower().split())
-    opener = re.match(r"(yes|no)\b", said)
+    said = " ".join(text.lower().replace("’", "'").split())
+    opener = re.match(r"(yes|no)\b[\s,.!]*", said)
     if opener and expect.yes is not None and (opener[1] == "yes") != expect.yes:
         return False
+    if opener and expect.yes is not None:  # "No it's off": the opener is no negation of what follows
+        said = said[opener.end() :]
+    if expect.lights:
+        return _room_answer(said, expect.lights)
     if any(_uses(said, term, negated=False) for term in expect.not_says):
         return False  # "No, the front door is locked." when it is unlocked
     if any(_uses(said, term, negated=True) for term in expect.says):
@@ -97,7 +103,8 @@ def answers(text: str, expect: Expect) -> bool:
     return bool(expect.not_says) and all(_uses(said, term, negated=True) for term in expect.not_says)
 
 
-_NEGATION = re.compile(r"\b(?:not|no|never|nobody|n't|isn't|aren't|wasn't|hasn't|doesn't)\s+(?:\S+\s+){0,2}$")
+# a negation, then at most two more words of the same sentence, right before the term
+_NEGATION = re.compile(r"(?:\b(?:not|no|never|nobody|none|nothing|cannot)|n't)\s+(?:[^\s.!?;]+\s+){0,2}$")
 
 
 def _uses(said: str, term: str, *, negated: bool) -> bool:
@@ -113,11 +120,38 @@ def word(text: str) -> str:
     """A pattern for ``text`` as a whole word, name or number: "locked" is not in "unlocked", "20" is
     not in "20.5" but is in "20.0", and "on" is not the "on" of "based on the state"."""
     pattern = rf"(?<![\w.-]){re.escape(text.lower())}"
-    if re.fullmatch(r"-?\d+(?:\.\d+)?", text):
+    if re.fullmatch(r"-?\d+", text):
         return pattern + r"(?:\.0+)?(?![\w]|\.\d)"
+    if re.fullmatch(r"-?\d+\.\d+", text):
+        return pattern + r"0*(?![\w]|\d)"
     if text.lower() == "on":
         return pattern + r"(?![\w])(?!\s+(?:the|a|an|this|that|its|your|my|our|their)\b)"
     return pattern + r"(?![\w])"
+
+
+def _room_answer(said: str, lights: Sequence[tuple[str, bool]]) -> bool:
+    """Each light named must be said on or off as it is, in its own clause or in the next one that says
+    it ("the ceiling light and the mirror light are on; the counter light is off"); every light that is
+    on must be named; "no lights are on" when none is."""
+    names = sorted((name for name, _ in lights), key=len, reverse=True)  # "kitchen island" before "kitchen"
+    clauses: list[tuple[str | None, bool | None]] = []  # (light named, on?) per clause
+    for clause in re.split(r"[,;.]|\band\b|\bbut\b", said):
+        name = next((n for n in names if re.search(word(n), clause)), None)
+        lit = _uses(clause, "on", negated=False)
+        dark = _uses(clause, "off", negated=False) or _uses(clause, "on", negated=True)
+        clauses.append((name, None if lit == dark else lit))
+    told: dict[str, bool] = {}
+    pending: list[str] = []
+    for name, said_on in clauses:
+        if name is not None:
+            pending.append(name)
+        if said_on is not None:
+            told.update((n, said_on) for n in pending)
+            pending = []
+    state = dict(lights)
+    if any(state[name] != on for name, on in told.items()) or any(on and name not in told for name, on in lights):
+        return False
+    return bool(told) or _uses(said, "no|none|off|neither", negated=False)
 
 
 def _state(yes: bool, true: str, false: str) -> Expect:
@@ -348,7 +382,7 @@ _ASKS = (
         lambda e, s: _yes_no(
             s.state == "on", f"the {e.name} sensor detects motion", f"the {e.name} sensor detects no motion"
         ),
-        lambda _e, s: Expect(s.state == "on", (_MOTION,)) if s.state == "on" else Expect(False, (), (_MOTION,)),
+        lambda _e, s: _state(s.state == "on", _MOTION, _NO_MOTION),
     ),
     _Ask(
         "binary",
@@ -499,9 +533,7 @@ def _room_reading(rng: random.Random, home: Sequence[_Entity], twin_id: str, spl
     shown = [s.entity.entity_id for s in relevant(_stored(twin_id, state.values()), question)]
     shown += [e.entity_id for e, _ in lights if e.entity_id not in shown]
     prompt = twin_prompt(twin_id, question, [state[k] for k in shown])
-    on = [e.name for e, s in lights if s.state == "on"]
-    off = [e.name for e, s in lights if s.state != "on"]
-    expect = Expect(None, (*on, "on") if on else ("no|none",), tuple(off))
+    expect = Expect(None, (), (), tuple((e.name, s.state == "on") for e, s in lights))
     pair = _pair(f"light.{room}", question, _room_lights(room, lights), "room_lights", split)
     return Reading(pair, prompt, expect)
 

@@ -185,13 +185,51 @@ OFF = Expect(False, ("off",), ("on",))
         ("The bathroom temperature is -4.1°C.", Expect(None, ("-4.1",)), True),
         ("The bathroom temperature is 20.5°C.", Expect(None, ("20",)), False),
         ("It reads 20.0°C.", Expect(None, ("20",)), True),
-        ("No, no one is moving in the hallway.", Expect(False, (), ("moving|detects motion",)), True),
-        ("There is no motion.", Expect(False, (), ("moving|motion",)), True),
+        ("No it's off.", OFF, True),  # an opener without a comma is no negation of what follows
+        ("The garage door is not open. Closed.", Expect(False, ("closed",), ("open",)), True),
+        ("Nothing is playing on the living room tv.", Expect(False, ("off",), ("playing",)), True),
+        ("The living room tv isn’t playing; it is off.", Expect(False, ("off",), ("playing",)), True),
+        ("It reads 21.50°C.", Expect(None, ("21.5",)), True),
         ("Sure.", Expect(True, ()), False),
     ],
 )
 def test_an_answer_is_judged_by_what_it_says_not_its_wording(text: str, expect: Expect, right: bool) -> None:
     assert answers(text, expect) is right
+
+
+@pytest.mark.parametrize(
+    ("text", "right"),
+    [
+        ("No, no one is moving in the hallway.", False),
+        ("There is no motion in the hallway.", False),
+        ("The hallway motion sensor is off.", False),
+        ("Yes, the hallway motion sensor detects motion.", True),
+        ("There is motion in the hallway.", True),
+        ("The hallway motion sensor is on.", True),
+    ],
+)
+def test_motion_is_judged_on_plain_answers(text: str, right: bool) -> None:
+    moving = next(r for r in readings(IDS, HOME.home_id, 200, "heldout", 1) if r.pair.template == "state.motion")
+    assert answers(text, moving.expect) is (right == moving.expect.yes)
+
+
+ROOM = Expect(None, (), (), (("kitchen", True), ("kitchen island", False)))  # Home Assistant-style names
+
+
+@pytest.mark.parametrize(
+    ("text", "right"),
+    [
+        ("The kitchen light is on.", True),
+        ("The kitchen light is on and the kitchen island light is off.", True),
+        ("The kitchen island light is on.", False),
+        ("The kitchen light is off, the kitchen island light is on.", False),
+        ("No lights are on in the kitchen.", False),
+    ],
+)
+def test_a_room_answer_is_judged_light_by_light(text: str, right: bool) -> None:
+    assert answers(text, ROOM) is right
+    dark = Expect(None, (), (), (("kitchen", False), ("kitchen island", False)))
+    assert answers("All the kitchen lights are off.", dark) and answers("No lights are on in the kitchen.", dark)
 
 
 def test_the_floor_is_the_better_constant_answer() -> None:
