@@ -193,12 +193,9 @@ def entities(entity_ids: Iterable[str], twin_id: str) -> list[_Entity]:
             continue
         named.append((entity_id, domain, obj.removeprefix(prefix).replace("_", " ")))
     rooms = _rooms([name for _, _, name in named])
-    rests = Counter((d, n.removeprefix(rooms[n]).strip()) for _, d, n in named)
-    out = []
-    for e, d, n in named:
-        rest = n.removeprefix(rooms[n]).strip()
-        out.append(_Entity(e, d, n, rooms[n], rest if rest and rests[(d, rest)] == 1 else n))
-    return out
+    rest = {n: n.removeprefix(rooms[n]).strip() for _, _, n in named}
+    counts = Counter((d, rest[n]) for _, d, n in named)
+    return [_Entity(e, d, n, rooms[n], rest[n] if rest[n] and counts[(d, rest[n])] == 1 else n) for e, d, n in named]
 
 
 def _rooms(names: Sequence[str]) -> dict[str, str]:
@@ -304,6 +301,26 @@ def _yes_no(yes: bool, text_yes: str, text_no: str) -> str:
     return f"Yes, {text_yes}." if yes else f"No, {text_no}."
 
 
+def _toggle(
+    name: str,
+    applies: Callable[[_Entity], bool],
+    train: tuple[str, ...],
+    heldout: tuple[str, ...],
+    when: str,
+    said: tuple[str, str],
+    subject: str = "the {name}",
+) -> _Ask:
+    """A yes/no question about a two-state entity: yes when its state is ``when``; the answer says
+    ``said[0]`` or ``said[1]`` of ``subject`` ("the hallway front door is locked / unlocked")."""
+    yes_word, no_word = said
+
+    def answer(e: _Entity, s: EntityState) -> str:
+        who = subject.format(name=e.name)
+        return _yes_no(s.state == when, f"{who} is {yes_word}", f"{who} is {no_word}")
+
+    return _Ask(name, applies, train, heldout, answer, lambda _e, s: _state(s.state == when, yes_word, no_word))
+
+
 def _light_noun(e: _Entity) -> str:
     return e.name if e.name.split()[-1] in ("light", "lamp", "lights", "backlight") else f"{e.name} light"
 
@@ -350,29 +367,29 @@ _ASKS = (
         _light_answer,
         lambda _e, s: _state(s.state == "on", "on", "off"),
     ),
-    _Ask(
+    _toggle(
         "switch",
         lambda e: e.domain == "switch",
         ("Is the {name} on?", "Is the {name} switched on?"),
         ("Tell me whether the {name} is on.",),
-        lambda e, s: _yes_no(s.state == "on", f"the {e.name} is on", f"the {e.name} is off"),
-        lambda _e, s: _state(s.state == "on", "on", "off"),
+        "on",
+        ("on", "off"),
     ),
-    _Ask(
+    _toggle(
         "lock",
         lambda e: e.domain == "lock",
         ("Is the {name} locked?", "Is the {short} locked?", "Is the {name} lock locked?"),
         ("Tell me whether the {short} is locked.", "Did someone lock the {name}?"),
-        lambda e, s: _yes_no(s.state == "locked", f"the {e.name} is locked", f"the {e.name} is unlocked"),
-        lambda _e, s: _state(s.state == "locked", "locked", "unlocked"),
+        "locked",
+        ("locked", "unlocked"),
     ),
-    _Ask(
+    _toggle(
         "opening",
         _opening,
         ("Is the {name} open?", "Is the {name} open right now?"),
         ("Tell me whether the {name} is open.",),
-        lambda e, s: _yes_no(s.state == "on", f"the {e.name} is open", f"the {e.name} is closed"),
-        lambda _e, s: _state(s.state == "on", "open", "closed"),
+        "on",
+        ("open", "closed"),
     ),
     _Ask(
         "motion",
@@ -384,13 +401,14 @@ _ASKS = (
         ),
         lambda _e, s: _state(s.state == "on", _MOTION, _NO_MOTION),
     ),
-    _Ask(
+    _toggle(
         "binary",
         lambda e: e.domain == "binary_sensor",
         ("Is the {name} sensor on?", "Is the {name} sensor triggered?"),
         ("Tell me whether the {name} sensor is on.",),
-        lambda e, s: _yes_no(s.state == "on", f"the {e.name} sensor is on", f"the {e.name} sensor is off"),
-        lambda _e, s: _state(s.state == "on", "on", "off"),
+        "on",
+        ("on", "off"),
+        subject="the {name} sensor",
     ),
     _Ask(
         "cover",
