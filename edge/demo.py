@@ -398,9 +398,12 @@ async def _ask(
     for agg in result.aggregates:
         print(f"{'':21}  computed: {agg.name} = {agg.value:g}{agg.unit} over {agg.n} entities")
     twins = sorted({r.twin_id for r in result.used})
+    reader = f"adapter v{result.adapter_version}"
+    if result.base_only:  # see the round's "state questions" scores above
+        reader = f"the base model alone (adapter v{result.adapter_version} reads the state worse than it)"
     print(
         f"{'':21}  context: {len(result.used)} prompts from {', '.join(twins) or 'none'}, "
-        f"adapter v{result.adapter_version}, {time.monotonic() - started:.1f} s"
+        f"{reader}, {time.monotonic() - started:.1f} s"
     )
 
 

@@ -115,6 +115,11 @@ class Handlers:
     async def query(
         self, tenant: str, msg: m.Query | m.InterQuery, deadline: float | None, key: str
     ) -> Answer:
+        """The twin's answer, on its adapter in service. One exception: a question that comes with the
+        twin's state, when that adapter read the device's held-out state questions worse than the base
+        model alone (its round's scores, :attr:`AdapterRef.reads_state_worse`; a short cold round can
+        leave it so), runs on the base model and says so (``base_only``). Questions to the adapter alone
+        (``context = "none"``) always run on it: only it knows the static facts."""
         self.check_owner(tenant, msg.twin_id)
         own = await self._db.run(PromptStore.latest_state, msg.twin_id)
         if isinstance(msg, m.InterQuery):
@@ -126,11 +131,12 @@ class Handlers:
         else:
             context = twin_context(msg.twin_id, msg.question, own)
         ref = await self._db.run(self._registry.active, msg.twin_id)
+        serve = None if ref is None or (context.about_state and ref.reads_state_worse) else ref
         request = self._generation_request(key, context, msg)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[GenerationResult] = loop.create_future()
-        adapter = AdapterKey(ref.twin_id, ref.version) if ref is not None else None
-        loader = (lambda: self._load(ref)) if ref is not None else None
+        adapter = AdapterKey(serve.twin_id, serve.version) if serve is not None else None
+        loader = (lambda: self._load(serve)) if serve is not None else None
         self._batcher.submit(Job(tenant, request, adapter, loader, deadline, future))
         result = await future
         answer = QueryResult(
@@ -140,6 +146,7 @@ class Handlers:
             context.used[:1024],
             context.aggregates,
             result.finish_reason,
+            base_only=ref is not None and serve is None,
         )
         return Answer(answer, result.prompt_tokens, len(result.token_ids))
 

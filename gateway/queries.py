@@ -64,12 +64,13 @@ class Context:
     used: tuple[PromptRef, ...]
     aggregates: tuple[Aggregate, ...]
     system: str = SYSTEM_PROMPT
+    about_state: bool = True  # the prompt carries state to read (twin and inter-twin), not the adapter alone
 
 
 def fact_context(question: str) -> Context:
     """A question to the adapter alone, worded and prompted exactly as the edge fine-tuned it."""
     system, user = query_messages(question)
-    return Context(user, (), (), system)
+    return Context(user, (), (), system, about_state=False)
 
 
 def words(text: str) -> set[str]:

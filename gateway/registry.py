@@ -105,6 +105,15 @@ class AdapterRef:
     path: Path
     manifest: AdapterManifest  # this version's own manifest (see the module docstring)
 
+    @property
+    def reads_state_worse(self) -> bool:
+        """The device's round scored this version below the base model alone on the same held-out
+        questions about the state in the prompt (``training.state_accuracy`` < ``state_accuracy_base``,
+        ``edge.finetune.reading``). False when either score is missing (older rounds, no entities)."""
+        own, base = (self.manifest.training.get(k) for k in ("state_accuracy", "state_accuracy_base"))
+        scores = [v for v in (own, base) if isinstance(v, int | float) and not isinstance(v, bool)]
+        return len(scores) == 2 and scores[0] < scores[1]
+
 
 @dataclass(frozen=True, slots=True)
 class VersionInfo:

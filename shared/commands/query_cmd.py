@@ -51,6 +51,8 @@ def _run(args: argparse.Namespace) -> int:
         print(result.answer)
         for agg in result.aggregates:
             print(f"  [{agg.name}: {agg.value:g}{agg.unit} over {agg.n}]")
+        if result.base_only:
+            print(f"  [the base model answered: adapter v{result.adapter_version} reads the state worse]")
     return 0
 
 

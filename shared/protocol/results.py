@@ -70,6 +70,9 @@ class QueryResult:
     used: Annotated[tuple[PromptRef, ...], Length(0, 1024)] = ()
     aggregates: Annotated[tuple[Aggregate, ...], Length(0, 64)] = ()
     finish: Annotated[str, Length(0, 16)] = "stop"
+    # True: the base model alone answered a question about the state although ``adapter_version`` is in
+    # service, because that adapter read the device's held-out state questions worse (gateway.handlers)
+    base_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,15 +8,13 @@ import sqlite3
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from twin_harness import Env, make_env, running, until
+from twin_harness import Env, make_env, running, until, write_tiny_adapter
 
 from benchmarks.harness import free_port
 from edge.client import TwinClient
 from edge.outbox import Outbox, create_schema
 from edge.uplink import Uplink, state_body
-from shared.adapters import AdapterManifest, write_adapter
 from shared.config.edge import GatewayLink
 from shared.db import Database, connect
 from shared.modelspec import load_spec
@@ -146,7 +144,7 @@ async def test_adapter_upload_resumes_and_hot_swaps(
 ) -> None:
     env = make_env(tmp_path, model_cache)
     spec = load_spec(tiny_model)
-    artifact = write_tiny_adapter(tmp_path / "a1", spec, version=1)
+    artifact = write_tiny_adapter(tmp_path / "a1", spec, version=1, twin=TWIN)
     job = (
         f'{{"artifact": "{artifact}", "manifest": "{artifact.with_name("a.manifest.json")}", '
         f'"version": 1, "sha256": "{_sha(artifact)}"}}'
@@ -160,23 +158,6 @@ async def test_adapter_upload_resumes_and_hot_swaps(
         reply = (await client.request(m.Query(TWIN, "hello?", max_new_tokens=2))).raise_for_error()
         assert reply.result.adapter_version == 1  # type: ignore[union-attr]
         task.cancel()
-
-
-def write_tiny_adapter(folder: Path, spec: object, version: int) -> Path:
-    from shared.modelspec import ModelSpec, lora_a_name, lora_b_name
-
-    assert isinstance(spec, ModelSpec)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(version)
-    tensors = {}
-    for layer, module, _, _ in spec.bank_names():
-        d_in, d_out = spec.target_shape(module)
-        tensors[lora_a_name(layer, module)] = rng.normal(0, 0.02, (d_in, 4)).astype(np.float32)
-        tensors[lora_b_name(layer, module)] = rng.normal(0, 0.02, (4, d_out)).astype(np.float32)
-    manifest = AdapterManifest(TWIN, version, spec.fingerprint, 4, 8.0, spec.target_modules)
-    path = folder / "a.onnx_adapter"
-    write_adapter(path, tensors, manifest)
-    return path
 
 
 def _sha(path: Path) -> str:

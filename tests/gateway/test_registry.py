@@ -445,3 +445,21 @@ def _active(reg: AdapterRegistry, db: sqlite3.Connection, twin_id: str) -> Adapt
     ref = reg.active(db, twin_id)
     assert ref is not None
     return ref
+
+
+@pytest.mark.parametrize(
+    ("training", "worse"),
+    [
+        ({"state_accuracy": 0.08, "state_accuracy_base": 0.54}, True),
+        ({"state_accuracy": 0.54, "state_accuracy_base": 0.54}, False),  # level: the adapter keeps serving
+        ({"state_accuracy": 0.58, "state_accuracy_base": 0.54}, False),
+        ({"state_accuracy": None, "state_accuracy_base": 0.54}, False),  # a round without state questions
+        ({"steps": 10}, False),  # a manifest from before the state scores
+        ({"state_accuracy": False, "state_accuracy_base": True}, False),  # not scores
+    ],
+)
+def test_an_adapter_reads_state_worse_only_by_both_of_its_rounds_scores(
+    training: dict[str, Any], worse: bool, tmp_path: Path
+) -> None:
+    manifest = AdapterManifest("home1", 1, FINGERPRINT, 2, 4.0, ("q_proj",), training=training)
+    assert AdapterRef("home1", 1, "0" * 64, tmp_path, manifest).reads_state_worse is worse

@@ -10,10 +10,11 @@ import aiohttp
 import pytest
 import zmq
 import zmq.asyncio
-from twin_harness import Env, make_env, running, until
+from twin_harness import Env, adapter_upload, make_env, running, until, upload_adapter, write_tiny_adapter
 
 from edge.client import Reply, TwinClient
 from shared.errors import Forbidden
+from shared.modelspec import load_spec
 from shared.protocol import DEFAULT_LIMITS, codec, encode
 from shared.protocol import messages as m
 from shared.protocol.results import HelloResult, QueryResult, StateAck
@@ -157,6 +158,35 @@ async def test_inter_twin_query_uses_only_shared_state(env: Env) -> None:
         assert "home2" in twins and "home3" not in twins
         avg = {a.name: a for a in reply.result.aggregates}["average light brightness (lights on)"]
         assert avg.n == 2 and avg.value == 50.0  # home1 at 0 %, home2 at 100 %; home3 kept private
+
+
+async def test_state_questions_go_to_the_base_model_while_the_adapter_reads_state_worse(
+    env: Env, tiny_model: Path, tmp_path: Path
+) -> None:
+    spec = load_spec(tiny_model)
+    worse = adapter_upload("home1", 1, write_tiny_adapter(tmp_path / "v1", spec, 1, training=SCORES_WORSE))
+    level = adapter_upload("home1", 2, write_tiny_adapter(tmp_path / "v2", spec, 2, training=SCORES_LEVEL))
+    async with running(env.cfg) as gw, TwinClient(gw.endpoint, env.client_keys("home1")) as c:
+        await upload_state(c, "home1", 1)
+        await upload_adapter(c, *worse)
+        asked = [
+            m.Query("home1", "How bright is the kitchen ceiling light?", max_new_tokens=2),
+            m.InterQuery("home1", "What is the average light brightness?", max_new_tokens=2),
+            m.Query("home1", "home1 kitchen ceiling light: model?", max_new_tokens=2, context="none"),
+        ]
+        state, inter, facts = [(await c.request(q)).raise_for_error().result for q in asked]
+        assert isinstance(state, QueryResult) and isinstance(inter, QueryResult) and isinstance(facts, QueryResult)
+        assert (state.adapter_version, state.base_only, inter.base_only) == (1, True, True)
+        assert (facts.adapter_version, facts.base_only) == (1, False)  # only the adapter knows the facts
+        assert gw.residency is not None and gw.residency.stats.misses == 1  # v1 was loaded for the facts alone
+        await upload_adapter(c, *level)
+        again = (await c.request(asked[0])).raise_for_error().result
+        assert isinstance(again, QueryResult) and (again.adapter_version, again.base_only) == (2, False)
+        assert gw.residency.stats.misses == 2
+
+
+SCORES_WORSE = {"state_accuracy": 0.08, "state_accuracy_base": 0.54, "state_accuracy_floor": 0.42}
+SCORES_LEVEL = {"state_accuracy": 0.54, "state_accuracy_base": 0.54, "state_accuracy_floor": 0.42}
 
 
 async def test_flood_gets_429_while_others_are_served(tmp_path: Path, tiny_model: Path, model_cache: Path) -> None:
