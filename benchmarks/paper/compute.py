@@ -180,21 +180,36 @@ def run_steps(request: StepRequest, work: Path) -> StepResult:
 
 
 def edge_compute(
-    model_dir: Path, adapter: AdapterRun, work: Path, *, seed: int, n_homes: int, warmup: int, steps: int, threads: int
+    model_dir: Path,
+    adapter: AdapterRun,
+    work: Path,
+    *,
+    seed: int,
+    n_homes: int,
+    warmup: int,
+    steps: int,
+    threads: int,
+    state_share: float = 0.0,
+    state_checks: int = 0,
 ) -> dict[str, Any]:
-    """The LoRA round of ``adapter``'s home vs a FedAvg local round on the same home's data. With several
-    rounds (``adapter.rounds``) an update is one of them: their mean seconds and steps."""
+    """The LoRA round of ``adapter``'s home vs a FedAvg local round on the same home's data (its facts and,
+    with ``state_share`` > 0, the round's state readings). With several rounds (``adapter.rounds``) an
+    update is one of them: their mean seconds and steps."""
     loops: dict[Mode, Extrapolation] = {}
     results: dict[Mode, StepResult] = {}
     for mode in ("full", "lora"):
         print(f"  edge: {warmup} + {steps} {mode} training steps (home{adapter.home})", flush=True)
-        request = StepRequest(mode, str(model_dir), adapter.home, seed, n_homes, warmup, steps, threads)
+        request = StepRequest(
+            mode, str(model_dir), adapter.home, seed, n_homes, warmup, steps, threads,
+            state_share=state_share, state_checks=state_checks,
+        )  # fmt: skip
         results[mode] = run_steps(request, work)
         loops[mode] = extrapolate(results[mode])
     fl, lora = loops["full"], loops["lora"]
     per_round_s, per_round_steps = adapter.round_s / adapter.rounds, adapter.steps / adapter.rounds
     return {
         "home": adapter.twin_id,
+        "state_share": state_share,  # > 0: both sides trained on the round's state readings too
         "edge_s_llmtwin": round(per_round_s, 2),
         "edge_s_fl": round(fl.epoch_s, 2),
         "edge_s_fl_measured_steps": fl.steps_measured,

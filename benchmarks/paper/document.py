@@ -275,6 +275,7 @@ def _edge(doc: Doc) -> str:
     paper = doc.get("paper") or {}
     fl, lora = edge["fl_local"], edge["lora_loop"]
     extra = f"extrapolated from {edge['edge_s_fl_measured_steps']} timed steps" if edge["extrapolated"] else "measured"
+    data = "questions, declines and state readings" if edge.get("state_share") else "questions"
     rows = [
         [
             "seconds per update",
@@ -304,7 +305,7 @@ def _edge(doc: Doc) -> str:
             "",
             f"{edge['home']}: the LLM-Twin update is the home's real fine-tuning round (child process, training, "
             "ONNX eval gate, export); the FedAvg local round is one epoch of full-weight AdamW training of the same "
-            f"model on the same {fl['train_examples']:,} tokenised questions, batch size {fl['batch_size']}, "
+            f"model on the same {fl['train_examples']:,} tokenised {data} as the round, batch size {fl['batch_size']}, "
             f"{fl['epoch_steps']} steps, timed over {fl['steps_measured']} steps after warm-up and extrapolated by "
             "tokens/s (plus the measured model load).",
             "",

@@ -18,7 +18,8 @@ once per example) for ``warmup + steps`` steps, timed through its progress callb
 Batches: ``edge.finetune.dataset.epoch_batches`` with the recipe's batch size and token cap, the same
 seeded order in both modes. The first ``warmup`` steps are not timed (allocator and thread-pool warm-up);
 ``steps`` after them are. ``epoch_steps`` / ``epoch_tokens`` describe one full pass over the training
-questions, for the caller's extrapolation. Peak RSS is this process's own (VmHWM, see :func:`peak_rss_mb`).
+questions (with the round's state readings when ``state_share`` > 0, as the round trains), for the
+caller's extrapolation. Peak RSS is this process's own (VmHWM, see :func:`peak_rss_mb`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from benchmarks.finetune import home_records
-from edge.finetune.dataset import FactDataset, build_dataset, epoch_batches, make_batch
+from edge.finetune.dataset import FactDataset, ReadingPlan, build_dataset, epoch_batches, make_batch
 from edge.finetune.memory import peak_rss_mb
 from edge.finetune.train import StepInfo, TrainOptions, batch_loss, load_model, train
 from edge.finetune.weights import load_causal_lm
@@ -53,6 +54,8 @@ class StepRequest:
     steps: int = 8
     threads: int = 2
     lr: float = 5e-5  # full-weight fine-tuning rate; the value does not change a step's cost
+    state_share: float = 0.0  # the round's state readings (RoundRequest.state_share): the same data as it
+    state_checks: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -101,10 +104,12 @@ def run(request: StepRequest) -> StepResult:
     torch.manual_seed(request.seed)
     model_dir = Path(request.model_dir)
     spec = load_spec(model_dir)
+    reading = ReadingPlan(f"home{request.home}", request.state_share, request.state_checks, request.seed)
     data = build_dataset(
         home_records(request.seed, request.n_homes, request.home),
         model_dir / spec.tokenizer_file,
         spec.eos_token_ids[0],
+        reading if request.state_share > 0 else None,
     )
     opts = TrainOptions(threads=request.threads, seed=request.seed)
     plan = epoch_plan(data, opts, request.seed)

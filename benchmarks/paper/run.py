@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.paper import comms, compute, document, figures
-from benchmarks.paper.config import PaperConfig, PaperInputError, check_inputs
+from benchmarks.paper.config import PaperConfig, PaperInputError, check_inputs, effective_recipe
 
 STATE_FILE = "paper-state.json"
 STATE_VERSION = 1
@@ -152,6 +152,7 @@ def _privacy(ctx: Context) -> dict[str, Any]:
 def _compute(ctx: Context) -> dict[str, Any]:
     cfg, adapters = ctx.cfg, ctx.adapters()
     folder = cfg.work / "compute"
+    recipe = effective_recipe(cfg.recipe)
     edge = compute.edge_compute(
         ctx.model_dir,
         adapters[0],
@@ -161,6 +162,8 @@ def _compute(ctx: Context) -> dict[str, Any]:
         warmup=cfg.fl_warmup,
         steps=cfg.fl_steps,
         threads=cfg.threads,
+        state_share=float(recipe["state_share"]),
+        state_checks=int(recipe["state_checks"]),
     )
     server = compute.server_compute(
         ctx.model_dir,

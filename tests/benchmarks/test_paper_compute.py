@@ -185,9 +185,19 @@ def test_server_compute_runs_both_paths_for_every_n(tiny_model: Path, tmp_path: 
 
 @pytest.mark.slow
 def test_full_weight_steps_train_every_parameter_on_the_rounds_batches(tiny_model: Path, tmp_path: Path) -> None:
+    from benchmarks.finetune import home_records
     from benchmarks.paper.fl_local import StepRequest
+    from edge.finetune.dataset import ReadingPlan, build_dataset
+    from shared.modelspec import load_spec
 
-    result = compute.run_steps(StepRequest("full", str(tiny_model), home=1, warmup=1, steps=2, threads=1), tmp_path)
+    request = StepRequest("full", str(tiny_model), 1, warmup=1, steps=2, threads=1, state_share=0.05, state_checks=4)
+    result = compute.run_steps(request, tmp_path)
+    spec = load_spec(tiny_model)
+    facts = build_dataset(home_records(7, 3, 1), tiny_model / spec.tokenizer_file, spec.eos_token_ids[0])
+    rounds = build_dataset(
+        home_records(7, 3, 1), tiny_model / spec.tokenizer_file, spec.eos_token_ids[0], ReadingPlan("home1", 0.05, 4, 7)
+    )
+    assert result.train_examples == len(rounds.train) > len(facts.train)  # the round's data: facts and readings
     weights = compute.SafetensorsSet(sorted((tiny_model / "hf").glob("*.safetensors")))
     assert result.parameters == sum(int(t.size) for t in weights.values())  # every stored tensor is trained
     assert len(result.step_s) == len(result.step_tokens) == 2 and all(s > 0 for s in result.step_s)
