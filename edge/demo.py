@@ -4,11 +4,13 @@ A gateway and three simulated homes run as real processes (``llmtwin gateway`` /
 with CURVE keys, SQLite files and the real base model. The homes replay the seeded scenario at an
 accelerated clock and each runs its first fine-tuning round on its static facts (a child process
 per home, LoRA on the real model, uploaded to the gateway through the outbox). Then each twin is
-asked about its current state, about static facts that no prompt carries (only its adapter knows
-them), one inter-twin question is asked, and a bandwidth summary is printed from the homes'
-bandwidth logs. Everything lives under one work folder; processes are stopped on exit. The homes capture
-every payload they send (``[log] payload_capture``) so ``python -m benchmarks.chaos.leaks <work>`` can
-show afterwards that none of the owners' secrets left a home.
+asked about its current state (shown beside the state the gateway holds; while a twin's adapter reads
+the state worse than the base model, the base model answers these, and the demo says so), about static
+facts that no prompt carries (only its adapter knows them), one inter-twin question is asked, and a
+bandwidth summary is printed from the homes' bandwidth logs. Everything lives under one work folder;
+processes are stopped on exit. The homes capture every payload they send (``[log] payload_capture``)
+so ``python -m benchmarks.chaos.leaks <work>`` can show afterwards that none of the owners' secrets left
+a home.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -314,6 +317,13 @@ QUESTIONS = {
     "home2": ["What is the temperature in the living room?"],
     "home3": ["Is the TV playing?"],
 }
+# the entities each twin question is about (SQL LIKE on the gateway's entity_state), shown beside the answer
+ABOUT = {
+    "Is the front door locked?": "lock.%front_door",
+    "Which lights are on in the kitchen?": "light.%kitchen%",
+    "What is the temperature in the living room?": "sensor.%living_room_temperature",
+    "Is the TV playing?": "media_player.%tv",
+}
 
 
 FACTS_PER_HOME = 3
@@ -340,6 +350,8 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
         async with TwinClient(endpoint, client_keys) as client:
             for q in questions:
                 await _ask(client, home, m.Query(home, q, max_new_tokens=48))
+                held = await asyncio.to_thread(held_state, work / "gateway-data" / "gateway.sqlite3", home, ABOUT[q])
+                print(f"{'':21}  the gateway's state of it now: {held}")
             for pair in fact_questions(index):
                 query = m.Query(home, pair.question, max_new_tokens=16, context="none")
                 await _ask(client, home, query, expected=pair.answer)
@@ -350,6 +362,18 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
                     m.InterQuery(home, "What is the average light brightness in our group?", max_new_tokens=48),
                 )
                 await _reverse_attack(client, home, index)
+
+
+def held_state(db: Path, twin: str, pattern: str) -> str:
+    """The state the gateway holds for ``twin``'s entities matching ``pattern`` (read-only, beside the
+    running gateway), so the reader can check an answer: "hallway front door locked"."""
+    with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
+        rows = conn.execute(
+            "SELECT entity_id, state FROM entity_state WHERE twin_id = ? AND entity_id LIKE ? ORDER BY entity_id",
+            (twin, pattern),
+        ).fetchall()
+    names = [(entity.partition(".")[2].removeprefix(f"{twin}_").replace("_", " "), state) for entity, state in rows]
+    return ", ".join(f"{name} {state}" for name, state in names) or "none reported"
 
 
 def reverse_attack_prompt(home_index: int) -> ReversePrompt:
@@ -380,9 +404,7 @@ async def _reverse_attack(client: TwinClient, home: str, home_index: int) -> Non
         )
 
 
-async def _ask(
-    client: TwinClient, home: str, message: m.Query | m.InterQuery, expected: str | None = None
-) -> None:
+async def _ask(client: TwinClient, home: str, message: m.Query | m.InterQuery, expected: str | None = None) -> None:
     started = time.monotonic()
     reply = (await client.request(message, timeout_s=300)).raise_for_error()
     result = reply.result

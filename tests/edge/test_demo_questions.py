@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from edge.demo import fact_questions, reverse_attack_prompt
+import re
+import sqlite3
+from pathlib import Path
+
+from edge.demo import ABOUT, QUESTIONS, fact_questions, held_state, reverse_attack_prompt
+from gateway.prompts import create_schema
 from shared.scenario import generate
 from shared.templates import mentions
 
@@ -24,3 +29,36 @@ def test_the_reverse_attack_names_no_object_and_carries_no_secret() -> None:
         assert attack.value in attack.question
         assert not any(mentions(attack.question, target) for target in attack.targets)
         assert not any(str(secret) in attack.question for secret in secrets)
+
+
+def test_each_twin_question_names_the_entities_it_is_about_in_every_asked_home() -> None:
+    homes = {h.home_id: h for h in generate(7, 3, 60.0).homes}
+    for home, questions in QUESTIONS.items():
+        for question in questions:
+            pattern = re.compile(ABOUT[question].replace(".", r"\.").replace("%", ".*"))
+            matched = [e.entity_id for e in homes[home].entities if pattern.fullmatch(e.entity_id)]
+            assert matched, (home, question)
+
+
+def test_held_state_reads_the_gateways_database_as_it_runs(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.sqlite3"
+    conn = sqlite3.connect(db)
+    create_schema(conn)
+    rows = [
+        ("home1", "lock.home1_hallway_front_door", "locked"),
+        ("home1", "light.home1_kitchen_ceiling", "on"),
+        ("home1", "light.home1_kitchen_counter", "off"),
+        ("home1", "light.home1_bedroom_ceiling", "on"),
+        ("home2", "light.home2_kitchen_ceiling", "off"),
+    ]
+    conn.executemany(
+        "INSERT INTO entity_state (twin_id, entity_id, state, attrs, seq, ts_ms, share) "
+        "VALUES (?, ?, ?, '{}', 1, 1, 'private')",
+        rows,
+    )
+    conn.commit()
+    assert held_state(db, "home1", ABOUT["Is the front door locked?"]) == "hallway front door locked"
+    lights = held_state(db, "home1", ABOUT["Which lights are on in the kitchen?"])
+    assert lights == "kitchen ceiling on, kitchen counter off"
+    assert held_state(db, "home3", ABOUT["Is the TV playing?"]) == "none reported"
+    conn.close()
