@@ -40,6 +40,7 @@ from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
 from shared.protocol import messages as m
 from shared.protocol.results import QueryResult
 from shared.scenario import generate
+from shared.semantic import object_prefix
 from shared.templates import QAPair, is_household, normalize_answer, pairs
 
 HOMES = ("home1", "home2", "home3")
@@ -345,13 +346,17 @@ def fact_questions(home_index: int, n: int = FACTS_PER_HOME) -> list[QAPair]:
 
 async def _questions(work: Path, keys: Path, port: int) -> None:
     endpoint = f"tcp://127.0.0.1:{port}"
+    db = work / "gateway-data" / "gateway.sqlite3"  # the gateway's file (gateway.service), read-only here
     for index, (home, questions) in enumerate(QUESTIONS.items()):
         client_keys = ClientKeys.from_files(keys / "server.key", keys / f"{home}.key_secret")
         async with TwinClient(endpoint, client_keys) as client:
             for q in questions:
+                # the homes keep replaying at speed: the state may change while the question is answered
+                before = await asyncio.to_thread(held_state, db, home, ABOUT[q])
                 await _ask(client, home, m.Query(home, q, max_new_tokens=48))
-                held = await asyncio.to_thread(held_state, work / "gateway-data" / "gateway.sqlite3", home, ABOUT[q])
-                print(f"{'':21}  the gateway's state of it now: {held}")
+                after = await asyncio.to_thread(held_state, db, home, ABOUT[q])
+                held = before if after == before else f"{before} when asked; {after} after the answer"
+                print(f"{'':21}  the gateway's state of it: {held}")
             for pair in fact_questions(index):
                 query = m.Query(home, pair.question, max_new_tokens=16, context="none")
                 await _ask(client, home, query, expected=pair.answer)
@@ -372,8 +377,9 @@ def held_state(db: Path, twin: str, pattern: str) -> str:
             "SELECT entity_id, state FROM entity_state WHERE twin_id = ? AND entity_id LIKE ? ORDER BY entity_id",
             (twin, pattern),
         ).fetchall()
-    names = [(entity.partition(".")[2].removeprefix(f"{twin}_").replace("_", " "), state) for entity, state in rows]
-    return ", ".join(f"{name} {state}" for name, state in names) or "none reported"
+    prefix = object_prefix(twin)
+    named = [(entity.partition(".")[2].removeprefix(prefix).replace("_", " "), state) for entity, state in rows]
+    return ", ".join(f"{name} {state or 'unavailable'}" for name, state in named) or "none reported"
 
 
 def reverse_attack_prompt(home_index: int) -> ReversePrompt:

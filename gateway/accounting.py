@@ -19,6 +19,7 @@ from shared.metering import ByteMeter, Sample
 from shared.metrics import Registry
 from shared.protocol import Encoded, Envelope, type_name
 from shared.protocol import messages as m
+from shared.protocol.results import QueryResult
 
 
 class Accounting:
@@ -39,6 +40,12 @@ class Accounting:
         self.tokens_total = registry.counter(
             "llmtwin_gateway_tokens_total", "Tokens billed per tenant", ("tenant", "kind")
         )
+        self.answers_total = registry.counter(
+            "llmtwin_gateway_answers_total",
+            "Answers per tenant by the model that ran them: adapter, none (no adapter in service yet) or "
+            "base_only (a state question while the adapter in service reads the state worse than the base model)",
+            ("tenant", "reader"),
+        )
 
     def inbound(self, tenant: str, env: Envelope) -> None:
         sample = Sample.of(env.sizes.payload, env.sizes.frames)
@@ -58,6 +65,10 @@ class Accounting:
     def billed(self, tenant: str, tokens_in: int, tokens_out: int) -> None:
         self.tokens_total.inc(tenant, "prompt", by=tokens_in)
         self.tokens_total.inc(tenant, "completion", by=tokens_out)
+
+    def answered(self, tenant: str, result: QueryResult) -> None:
+        reader = "base_only" if result.base_only else "adapter" if result.adapter_version else "none"
+        self.answers_total.inc(tenant, reader)
 
 
 def _twin(message: m.Message) -> str:

@@ -184,6 +184,7 @@ class Dispatcher:
             time.monotonic() - started
         )
         self._acct.billed(tenant, answer.tokens_in, answer.tokens_out)
+        self._acct.answered(tenant, answer.result)
         acct = Acct(env.sizes.compressed, 0, answer.tokens_in, answer.tokens_out)
         return Outcome(m.Final(msg.TAG, encode_result(answer.result), acct=acct), cache=True)
 

@@ -115,11 +115,12 @@ class Handlers:
     async def query(
         self, tenant: str, msg: m.Query | m.InterQuery, deadline: float | None, key: str
     ) -> Answer:
-        """The twin's answer, on its adapter in service. One exception: a question that comes with the
-        twin's state, when that adapter read the device's held-out state questions worse than the base
-        model alone (its round's scores, :attr:`AdapterRef.reads_state_worse`; a short cold round can
-        leave it so), runs on the base model and says so (``base_only``). Questions to the adapter alone
-        (``context = "none"``) always run on it: only it knows the static facts."""
+        """The twin's answer, on its adapter in service. One exception: a question about the state (the
+        gateway found state or computed an aggregate for its prompt), when that adapter read the device's
+        held-out state questions worse than the base model alone (its round's scores,
+        :attr:`AdapterRef.reads_state_worse`; a short cold round can leave it so), runs on the base model
+        and says so (``base_only``). Questions to the adapter alone (``context = "none"``) and questions
+        no state matched always run on it: only it knows the static facts."""
         self.check_owner(tenant, msg.twin_id)
         own = await self._db.run(PromptStore.latest_state, msg.twin_id)
         if isinstance(msg, m.InterQuery):

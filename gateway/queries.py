@@ -64,13 +64,13 @@ class Context:
     used: tuple[PromptRef, ...]
     aggregates: tuple[Aggregate, ...]
     system: str = SYSTEM_PROMPT
-    about_state: bool = True  # the prompt carries state to read (twin and inter-twin), not the adapter alone
+    about_state: bool = False  # the prompt carries state the question is about (see gateway.handlers)
 
 
 def fact_context(question: str) -> Context:
     """A question to the adapter alone, worded and prompted exactly as the edge fine-tuned it."""
     system, user = query_messages(question)
-    return Context(user, (), (), system, about_state=False)
+    return Context(user, (), (), system)
 
 
 def words(text: str) -> set[str]:
@@ -122,7 +122,8 @@ def refs(states: Iterable[StoredState]) -> tuple[PromptRef, ...]:
 
 def twin_context(twin_id: str, question: str, own: Sequence[StoredState]) -> Context:
     chosen = relevant(own, question)
-    return Context(twin_prompt(twin_id, question, [s.entity for s in chosen]), refs(chosen), ())
+    prompt = twin_prompt(twin_id, question, [s.entity for s in chosen])
+    return Context(prompt, refs(chosen), (), about_state=bool(chosen))
 
 
 def twin_prompt(twin_id: str, question: str, states: Sequence[EntityState]) -> str:
@@ -138,7 +139,8 @@ def inter_context(twin_id: str, question: str, own: Sequence[StoredState], share
     mine = relevant(own, question, MAX_CONTEXT_LINES // 2)
     theirs = relevant(shared, question, MAX_CONTEXT_LINES)
     aggs = aggregates(question, list(own) + list(shared))
-    return Context(inter_prompt(twin_id, question, mine, theirs, aggs), refs(mine + theirs), tuple(aggs))
+    prompt = inter_prompt(twin_id, question, mine, theirs, aggs)
+    return Context(prompt, refs(mine + theirs), tuple(aggs), about_state=bool(mine or theirs or aggs))
 
 
 def inter_prompt(

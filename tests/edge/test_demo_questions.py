@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 from edge.demo import ABOUT, QUESTIONS, fact_questions, held_state, reverse_attack_prompt
 from gateway.prompts import create_schema
+from shared.db import connect
 from shared.scenario import generate
 from shared.templates import mentions
 
@@ -41,14 +41,15 @@ def test_each_twin_question_names_the_entities_it_is_about_in_every_asked_home()
 
 
 def test_held_state_reads_the_gateways_database_as_it_runs(tmp_path: Path) -> None:
-    db = tmp_path / "gateway.sqlite3"
-    conn = sqlite3.connect(db)
+    db = tmp_path / "a work folder #1 50%" / "gateway.sqlite3"  # the URI must quote these
+    conn = connect(db)  # WAL, as the gateway opens it
     create_schema(conn)
     rows = [
         ("home1", "lock.home1_hallway_front_door", "locked"),
         ("home1", "light.home1_kitchen_ceiling", "on"),
         ("home1", "light.home1_kitchen_counter", "off"),
         ("home1", "light.home1_bedroom_ceiling", "on"),
+        ("home2", "media_player.home2_living_room_tv", None),
         ("home2", "light.home2_kitchen_ceiling", "off"),
     ]
     conn.executemany(
@@ -56,8 +57,10 @@ def test_held_state_reads_the_gateways_database_as_it_runs(tmp_path: Path) -> No
         "VALUES (?, ?, ?, '{}', 1, 1, 'private')",
         rows,
     )
-    conn.commit()
+    conn.execute("BEGIN")  # a write in progress beside the reader, as while the gateway stores prompts
+    conn.execute("UPDATE entity_state SET state = 'unlocked' WHERE entity_id = 'lock.home1_hallway_front_door'")
     assert held_state(db, "home1", ABOUT["Is the front door locked?"]) == "hallway front door locked"
+    assert held_state(db, "home2", ABOUT["Is the TV playing?"]) == "living room tv unavailable"
     lights = held_state(db, "home1", ABOUT["Which lights are on in the kitchen?"])
     assert lights == "kitchen ceiling on, kitchen counter off"
     assert held_state(db, "home3", ABOUT["Is the TV playing?"]) == "none reported"

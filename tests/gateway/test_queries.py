@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.prompts import StoredState
-from gateway.queries import aggregates, inter_context, relevant, twin_context
+from gateway.queries import aggregates, fact_context, inter_context, relevant, twin_context
 from shared.semantic import EntityState
 
 
@@ -99,3 +99,14 @@ def test_aggregates_are_deterministic() -> None:
     count = {a.name: a for a in aggregates("how many lights are on?", OWN + shared)}
     assert count["lights on"].value == 2
     assert aggregates("tell me a joke", OWN) == []
+
+
+def test_a_context_is_about_the_state_when_state_or_an_aggregate_went_into_it() -> None:
+    assert twin_context("home1", "Is the front door locked?", OWN).about_state
+    assert not twin_context("home1", "Who are you?", OWN).about_state  # "(no matching state reported)"
+    assert not fact_context("Who makes the kitchen ceiling light?").about_state  # the adapter alone
+    assert inter_context("home1", "Is the front door locked?", OWN, []).about_state
+    assert not inter_context("home1", "Who are you?", OWN, [st("home2", "light.home2_hall", "on")]).about_state
+    shared = [st("home2", "sensor.home2_hall_temperature", "18.5")]
+    averaged = inter_context("home1", "What is the average temperature?", [], shared)
+    assert averaged.aggregates and averaged.about_state

@@ -453,7 +453,10 @@ def _active(reg: AdapterRegistry, db: sqlite3.Connection, twin_id: str) -> Adapt
         ({"state_accuracy": 0.08, "state_accuracy_base": 0.54}, True),
         ({"state_accuracy": 0.54, "state_accuracy_base": 0.54}, False),  # level: the adapter keeps serving
         ({"state_accuracy": 0.58, "state_accuracy_base": 0.54}, False),
+        ({"state_accuracy": 0, "state_accuracy_base": 1}, True),  # JSON may carry whole numbers
         ({"state_accuracy": None, "state_accuracy_base": 0.54}, False),  # a round without state questions
+        ({"state_accuracy": 0.08}, False),
+        ({"state_accuracy": "0.08", "state_accuracy_base": 0.54}, False),
         ({"steps": 10}, False),  # a manifest from before the state scores
         ({"state_accuracy": False, "state_accuracy_base": True}, False),  # not scores
     ],

@@ -160,6 +160,10 @@ async def test_inter_twin_query_uses_only_shared_state(env: Env) -> None:
         assert avg.n == 2 and avg.value == 50.0  # home1 at 0 %, home2 at 100 %; home3 kept private
 
 
+SCORES_WORSE = {"state_accuracy": 0.08, "state_accuracy_base": 0.54, "state_accuracy_floor": 0.42}
+SCORES_LEVEL = {"state_accuracy": 0.54, "state_accuracy_base": 0.54, "state_accuracy_floor": 0.42}
+
+
 async def test_state_questions_go_to_the_base_model_while_the_adapter_reads_state_worse(
     env: Env, tiny_model: Path, tmp_path: Path
 ) -> None:
@@ -168,6 +172,7 @@ async def test_state_questions_go_to_the_base_model_while_the_adapter_reads_stat
     level = adapter_upload("home1", 2, write_tiny_adapter(tmp_path / "v2", spec, 2, training=SCORES_LEVEL))
     async with running(env.cfg) as gw, TwinClient(gw.endpoint, env.client_keys("home1")) as c:
         await upload_state(c, "home1", 1)
+        (await c.request(m.Query("home1", "Is the kitchen ceiling light on?", max_new_tokens=2))).raise_for_error()
         await upload_adapter(c, *worse)
         asked = [
             m.Query("home1", "How bright is the kitchen ceiling light?", max_new_tokens=2),
@@ -178,15 +183,18 @@ async def test_state_questions_go_to_the_base_model_while_the_adapter_reads_stat
         assert isinstance(state, QueryResult) and isinstance(inter, QueryResult) and isinstance(facts, QueryResult)
         assert (state.adapter_version, state.base_only, inter.base_only) == (1, True, True)
         assert (facts.adapter_version, facts.base_only) == (1, False)  # only the adapter knows the facts
-        assert gw.residency is not None and gw.residency.stats.misses == 1  # v1 was loaded for the facts alone
+        unmatched = (await c.request(m.Query("home1", "Who are you?", max_new_tokens=2))).raise_for_error().result
+        assert isinstance(unmatched, QueryResult) and unmatched.used == () and not unmatched.base_only
+        assert gw.residency is not None
+        assert (gw.residency.stats.misses, gw.residency.stats.hits) == (1, 1)  # v1 ran the last two alone
         await upload_adapter(c, *level)
         again = (await c.request(asked[0])).raise_for_error().result
         assert isinstance(again, QueryResult) and (again.adapter_version, again.base_only) == (2, False)
         assert gw.residency.stats.misses == 2
-
-
-SCORES_WORSE = {"state_accuracy": 0.08, "state_accuracy_base": 0.54, "state_accuracy_floor": 0.42}
-SCORES_LEVEL = {"state_accuracy": 0.54, "state_accuracy_base": 0.54, "state_accuracy_floor": 0.42}
+        metrics = gw.registry.render()
+        assert 'llmtwin_gateway_answers_total{tenant="home1",reader="base_only"} 2' in metrics
+        assert 'llmtwin_gateway_answers_total{tenant="home1",reader="adapter"} 3' in metrics
+        assert 'llmtwin_gateway_answers_total{tenant="home1",reader="none"} 1' in metrics  # before any adapter
 
 
 async def test_flood_gets_429_while_others_are_served(tmp_path: Path, tiny_model: Path, model_cache: Path) -> None:
