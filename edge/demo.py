@@ -410,7 +410,9 @@ async def _reverse_attack(client: TwinClient, home: str, home_index: int) -> Non
         )
 
 
-async def _ask(client: TwinClient, home: str, message: m.Query | m.InterQuery, expected: str | None = None) -> None:
+async def _ask(
+    client: TwinClient, home: str, message: m.Query | m.InterQuery, expected: str | None = None
+) -> None:
     started = time.monotonic()
     reply = (await client.request(message, timeout_s=300)).raise_for_error()
     result = reply.result

@@ -64,7 +64,11 @@ class Context:
     used: tuple[PromptRef, ...]
     aggregates: tuple[Aggregate, ...]
     system: str = SYSTEM_PROMPT
-    about_state: bool = False  # the prompt carries state the question is about (see gateway.handlers)
+
+    @property
+    def about_state(self) -> bool:
+        """The prompt carries state the question is about: matched states or a computed aggregate."""
+        return bool(self.used or self.aggregates)
 
 
 def fact_context(question: str) -> Context:
@@ -122,8 +126,7 @@ def refs(states: Iterable[StoredState]) -> tuple[PromptRef, ...]:
 
 def twin_context(twin_id: str, question: str, own: Sequence[StoredState]) -> Context:
     chosen = relevant(own, question)
-    prompt = twin_prompt(twin_id, question, [s.entity for s in chosen])
-    return Context(prompt, refs(chosen), (), about_state=bool(chosen))
+    return Context(twin_prompt(twin_id, question, [s.entity for s in chosen]), refs(chosen), ())
 
 
 def twin_prompt(twin_id: str, question: str, states: Sequence[EntityState]) -> str:
@@ -139,8 +142,7 @@ def inter_context(twin_id: str, question: str, own: Sequence[StoredState], share
     mine = relevant(own, question, MAX_CONTEXT_LINES // 2)
     theirs = relevant(shared, question, MAX_CONTEXT_LINES)
     aggs = aggregates(question, list(own) + list(shared))
-    prompt = inter_prompt(twin_id, question, mine, theirs, aggs)
-    return Context(prompt, refs(mine + theirs), tuple(aggs), about_state=bool(mine or theirs or aggs))
+    return Context(inter_prompt(twin_id, question, mine, theirs, aggs), refs(mine + theirs), tuple(aggs))
 
 
 def inter_prompt(
