@@ -364,7 +364,9 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
                 await _ask(
                     client,
                     home,
-                    m.InterQuery(home, "What is the average light brightness in our group?", max_new_tokens=48),
+                    # every home reports its temperatures at all times, so the gateway always computes this one
+                    # (a brightness average needs a light on somewhere, and without it the model guesses)
+                    m.InterQuery(home, "What is the average temperature in our group?", max_new_tokens=48),
                 )
                 await _reverse_attack(client, home, index)
 
