@@ -127,6 +127,9 @@ def test_the_dataset_carries_readings_in_train_and_checks_apart(tiny_model: Path
     n = round(0.25 * len(plain.train))
     assert data.readings == n > 0 and len(data.train) == len(plain.train) + n and len(data.state_checks) == 5
     assert data.heldout == plain.heldout and data.facts == plain.facts and plain.readings == 0
+    # a share of 0 trains on no readings and still scores the checks (the gateway's reader choice needs them)
+    scored = build_dataset(records, tokenizer, eos, ReadingPlan(HOME.home_id, 0.0, 5, seed=0))
+    assert scored.readings == 0 and scored.train == plain.train and len(scored.state_checks) == 5
     codec = TextCodec(tokenizer)
     drawn = readings([r.entity_id for r in records], HOME.home_id, 5, "heldout", seed=0)
     for e, r in zip(data.state_checks, drawn, strict=True):
