@@ -38,8 +38,7 @@ class PaperConfig:
     # the two paper runs of session 8 were still gaining at round 5 (held-out 0.955 -> 0.975, 0.96 -> 0.975)
     # and ended at 0.955-0.975 by home, so six gave every home one more round. The state readings in every
     # round's data (session 11) put home1 one round behind on `bench finetune` (0.96 at round 5 against
-    # 0.975 at round 4 before them): seven keeps the paper's homes where six had them. Session 13 turned the
-    # readings off by default (RoundRequest.state_share) and kept seven: home2, the largest, still gains at 7
+    # 0.975 at round 4 before them): seven keeps the paper's homes where six had them
     rounds: int = 7
     max_time_s: float = 300.0
     threads: int = 2

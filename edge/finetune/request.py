@@ -68,10 +68,8 @@ class RoundRequest:
     eval_limit: Annotated[int, Range(1, 1_000_000)] | None = EVAL_LIMIT  # held-out questions scored, one per fact
     train_share: Annotated[float, Range(0.05, 1.0)] = 0.7  # of max_time_s, for loading and training
     min_facts: Annotated[int, Range(1, 1_000_000)] = 4
-    # state-reading train examples (edge.finetune.reading) per other train example (0.046: ~160 for home1's
-    # ~3,400). Off by default: they cost ~1.5 points of static accuracy in the paper bench (session 12), and the
-    # gateway has the base model read the state while an adapter scores below it on the checks (session 13)
-    state_share: Annotated[float, Range(0.0, 1.0)] = 0.0
+    # state-reading train examples (edge.finetune.reading) per other train example: ~160 for home1's ~3,400
+    state_share: Annotated[float, Range(0.0, 1.0)] = 0.046
     state_checks: Annotated[int, Range(0, 10_000)] = 24  # held-out-worded ones the eval scores (state_accuracy)
 
     @classmethod

@@ -51,7 +51,6 @@ def request_for(tiny_model: Path, out: Path, records: tuple[StaticRecord, ...], 
         records=records,
         batch_size=4,
         lr=1e-2,
-        state_share=0.046,  # the recipe option: readings ride along in training (off by default)
     )
     return replace(base, **fields)  # type: ignore[arg-type]
 
