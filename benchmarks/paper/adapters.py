@@ -9,16 +9,21 @@ candidate scores below that one is rejected, as on the daemon: the adapter in se
 ``rejected``), and the next round continues from the candidate when it scored within the eval's noise of
 the one in service (``edge.finetune.resume``, counted in ``resumed``).
 
-Work directory layout (one folder per home, resumable)::
+Work directory layout (one folder per home, resumable round by round)::
 
+    <work>/home<N>/lineage.json                                 the settings other than ``rounds``
     <work>/home<N>/request<k>.json, request<k>.result.json     the child's request and result
+    <work>/home<N>/round<k>.json                                request, result and wall time, after the child
     <work>/home<N>/adapters/v<k>/adapter.onnx_adapter (+ manifest)
     <work>/home<N>/adapters/candidates/v<k>/...                 a rejected round's candidate (a resume point)
     <work>/home<N>/done.json                                    written last, atomically
 
 A home whose ``done.json`` matches this run's settings (base fingerprint, seed, homes, rounds, budget,
-threads, recipe) and whose artifact still reads is reused; anything else in its folder (a round
-killed half-way, other settings, an artifact of an older format) is removed and the home retrained.
+threads, recipe) and whose artifact still reads is reused. Otherwise, when the folder was made with the
+same settings but ``rounds`` (a run killed between rounds, or one asking for more rounds), each round
+whose record holds the very request this run would send is replayed from it and the rest are run: a
+paper run with ``--rounds 10`` continues a finished seven-round one. A round killed half-way is run
+again; a folder made with other settings is removed and the home retrained.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +41,13 @@ from benchmarks.paper.config import effective_recipe
 from edge.finetune.memory import peak_phase
 from edge.finetune.resume import Candidate, resume_point
 from edge.finetune.round import RoundRequest
+from edge.readings import StaticRecord
 from shared.adapters import manifest_path, read_adapter
 from shared.errors import AdapterError
 from shared.modelspec import ModelSpec, default_cache_dir, load_spec
 
 DONE = "done.json"
+LINEAGE = "lineage.json"  # the settings other than rounds, written when the folder is (re)started
 _DONE_VERSION = 2  # 2: rounds resume from a rejected candidate within the eval's noise
 
 
@@ -112,7 +119,7 @@ def train_home_adapters(
         if done is not None:
             print(f"home{home}: adapter reused from {done.artifact}", flush=True)
         else:
-            done = _train(folder, key, model_dir, recipe)
+            done = _train(folder, key, model_dir, spec, recipe)
         out.append(done)
     return out
 
@@ -130,56 +137,182 @@ def _reuse(folder: Path, key: Mapping[str, Any], spec: ModelSpec) -> HomeAdapter
     return adapter
 
 
-def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mapping[str, Any]) -> HomeAdapter:
-    """Clean ``folder``, run the rounds, write ``done.json`` last."""
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    home = int(key["home"])
+def _train(
+    folder: Path, key: Mapping[str, Any], model_dir: Path, spec: ModelSpec, recipe: Mapping[str, Any]
+) -> HomeAdapter:
+    """Run the home's rounds after those an earlier run finished with the same requests; ``done.json`` last."""
+    lineage = json.loads(json.dumps({k: v for k, v in key.items() if k != "rounds"}))
+    if _lineage(folder) != lineage:
+        _start_over(folder, lineage)
+    (folder / DONE).unlink(missing_ok=True)  # made with fewer rounds, or half-written
+    home, rounds = int(key["home"]), int(key["rounds"])
     records = home_records(int(key["seed"]), int(key["n_homes"]), home)
-    current: str | None = None  # the adapter in service
-    served_round, served_accuracy = 0, 0.0  # its round number and held-out accuracy
-    rejected: list[Candidate] = []  # candidates the gate refused since it went into service
-    results: list[dict[str, Any]] = []
-    for number in range(1, int(key["rounds"]) + 1):
-        n = int(results[-1]["eval_examples"]) if results else 1
-        resume = resume_point(rejected, served_round, served_accuracy, n)
-        request = RoundRequest(
-            twin_id=f"home{home}",
-            version=number,
-            model_dir=str(model_dir),
-            out_dir=str(folder / "adapters"),
-            records=records,
-            current_adapter=current,
-            resume_adapter=resume,
-            threads=int(key["threads"]),
-            max_time_s=float(key["max_time_s"]),
-            eval_threshold=0.0,
-            seed=int(key["seed"]),
-            **recipe,
-        )
+    service = _Service(folder, key, model_dir, records, recipe)
+    if not service.replay(spec):
+        print(f"home{home}: what the earlier rounds left no longer reads, so the home starts over", flush=True)
+        _start_over(folder, lineage)
+        service = _Service(folder, key, model_dir, records, recipe)
+    for number in range(len(service.results) + 1, rounds + 1):
+        request = service.request(number)
+        resume = request.resume_adapter
         start = f", continuing from the candidate {Path(resume).parent.name}" if resume else ""
-        print(f"home{home}: round {number}/{key['rounds']} ({len(records)} records{start})", flush=True)
+        print(f"home{home}: round {number}/{rounds} ({len(records)} records{start})", flush=True)
         try:
             child = run_child(request, folder, number)
         except (OSError, ValueError) as exc:  # the child died before writing its result (killed, crashed)
             raise AdapterTrainingError(f"home{home} round {number}: no result from the round: {exc}") from exc
-        result = child["result"]
-        results.append({**result, "wall_s": child["wall_s"], "resumed": resume is not None})
+        record = {"request": json.loads(request.to_json()), "result": child["result"], "wall_s": child["wall_s"]}
+        service.take(number, record, request)
+        _write_atomic(folder / f"round{number}.json", json.dumps(record, indent=2) + "\n")
+    return _finish(folder, key, service.results, service.current)
+
+
+@dataclass
+class _Service:
+    """What the daemon keeps between a home's rounds: the adapter in service, the candidates the gate
+    refused since it went into service (resume points), and every round's result."""
+
+    folder: Path
+    key: Mapping[str, Any]
+    model_dir: Path
+    records: Sequence[StaticRecord]
+    recipe: Mapping[str, Any]
+    current: str | None = None
+    served_round: int = 0
+    served_accuracy: float = 0.0
+    rejected: list[Candidate] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    def request(self, number: int) -> RoundRequest:
+        n = int(self.results[-1]["eval_examples"]) if self.results else 1
+        return RoundRequest(
+            twin_id=f"home{self.key['home']}",
+            version=number,
+            model_dir=str(self.model_dir),
+            out_dir=str(self.folder / "adapters"),
+            records=tuple(self.records),
+            current_adapter=self.current,
+            resume_adapter=resume_point(self.rejected, self.served_round, self.served_accuracy, n),
+            threads=int(self.key["threads"]),
+            max_time_s=float(self.key["max_time_s"]),
+            eval_threshold=0.0,
+            seed=int(self.key["seed"]),
+            **self.recipe,
+        )
+
+    def take(self, number: int, record: Mapping[str, Any], request: RoundRequest) -> None:
+        """The gate's decision on round ``number``; AdapterTrainingError when it exported nothing usable."""
+        result = record["result"]
         if result["status"] == "accepted" and result["adapter_path"]:
-            current, served_round, served_accuracy = result["adapter_path"], number, float(result["accuracy"])
-            rejected = []
-        elif result["status"] == "rejected" and current is not None and result["checkpoint_path"]:
+            self.current, self.served_round = result["adapter_path"], number
+            self.served_accuracy = float(result["accuracy"])
+            self.rejected = []
+        elif result["status"] == "rejected" and self.current is not None and result["checkpoint_path"]:
             # worse than the adapter in service, which stays, as on the daemon; the next round continues from
             # this candidate when it is within the eval's noise of that one (edge.finetune.resume)
             versus = None if result.get("current_accuracy") is None else float(result["current_accuracy"])
-            rejected.append(Candidate(number, float(result["accuracy"]), result["checkpoint_path"], versus))
+            self.rejected.append(Candidate(number, float(result["accuracy"]), result["checkpoint_path"], versus))
         else:
-            raise AdapterTrainingError(f"home{home} round {number}: {result['status']}: {result['reason']}")
+            raise AdapterTrainingError(f"{request.twin_id} round {number}: {result['status']}: {result['reason']}")
+        self.results.append({**result, "wall_s": record["wall_s"], "resumed": request.resume_adapter is not None})
+
+    def replay(self, spec: ModelSpec) -> bool:
+        """Take the rounds an earlier run finished with the very requests this run sends (forgetting the
+        files of the next rounds when there are rounds left to run: they came from another history). False
+        when what the next round would start from (or, all rounds replayed, the adapter in service) no
+        longer reads."""
+        rounds = int(self.key["rounds"])
+        for number in range(1, rounds + 1):
+            request = self.request(number)
+            earlier = _earlier_round(self.folder, number, request)
+            if earlier is None:
+                break
+            try:
+                self.take(number, earlier, request)
+            except AdapterTrainingError:
+                break
+            result = earlier["result"]
+            print(f"home{self.key['home']}: round {number}/{rounds} reused ({result['status']}, held-out "
+                  f"{result['accuracy']})", flush=True)  # fmt: skip
+        following = len(self.results) + 1
+        if following > rounds:
+            needed = [self.current]
+        else:
+            _forget_from(self.folder, following)
+            request = self.request(following)
+            needed = [request.current_adapter, request.resume_adapter]
+        return all(_reads(Path(p), spec) for p in needed if p)
+
+
+def _reads(artifact: Path, spec: ModelSpec) -> bool:
+    try:
+        read_adapter(artifact, spec)
+    except (OSError, ValueError, AdapterError):
+        return False
+    return True
+
+
+def _earlier_round(folder: Path, number: int, request: RoundRequest) -> dict[str, Any] | None:
+    """Round ``number`` as an earlier run left it, when it ran this very request and its result reads.
+
+    ``round<k>.json`` is the record this module writes after the child. Without it (the parent was killed
+    after the child finished, or the folder predates the records) the child's own files are read, and its
+    own ``seconds`` stand for the wall time (they leave out the child's ~1 s start-up).
+    """
+    wanted = json.loads(request.to_json())
+    try:
+        record = json.loads((folder / f"round{number}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        try:
+            asked = json.loads((folder / f"request{number}.json").read_text(encoding="utf-8"))
+            result = json.loads((folder / f"request{number}.result.json").read_text(encoding="utf-8"))
+            record = {"request": asked, "result": result, "wall_s": float(result["seconds"])}
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+    if not isinstance(record, dict) or record.get("request") != wanted or not isinstance(record.get("result"), dict):
+        return None
+    return record
+
+
+def _lineage(folder: Path) -> dict[str, Any] | None:
+    """The settings other than ``rounds`` that ``folder``'s rounds were run with (None when unknown):
+    ``lineage.json``, else the key of a ``done.json`` from before lineage files."""
+    for name in (LINEAGE, DONE):
+        try:
+            doc = json.loads((folder / name).read_text(encoding="utf-8"))
+            key = doc if name == LINEAGE else doc["key"]
+            return {k: v for k, v in key.items() if k != "rounds"}
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            continue
+    return None
+
+
+def _start_over(folder: Path, lineage: Mapping[str, Any]) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    _write_atomic(folder / LINEAGE, json.dumps(lineage, indent=2) + "\n")
+
+
+def _forget_from(folder: Path, number: int) -> None:
+    """Remove round ``number``'s and later rounds' files: records, requests, adapters, candidates."""
+    for path in [*folder.glob("round*.json"), *folder.glob("request*.json")]:
+        digits = path.name.removeprefix("round").removeprefix("request").split(".")[0]
+        if digits.isdigit() and int(digits) >= number:
+            path.unlink()
+    for versions in (folder / "adapters", folder / "adapters" / "candidates"):
+        for path in versions.glob("v*"):
+            if path.name[1:].isdigit() and int(path.name[1:]) >= number:
+                shutil.rmtree(path)
+
+
+def _finish(
+    folder: Path, key: Mapping[str, Any], results: Sequence[Mapping[str, Any]], current: str | None
+) -> HomeAdapter:
     assert current is not None  # rounds >= 1, and the first one was accepted
     artifact = Path(current)
     adapter = HomeAdapter(
-        home=home,
-        twin_id=f"home{home}",
+        home=int(key["home"]),
+        twin_id=f"home{key['home']}",
         artifact=artifact,
         round_s=round(sum(r["wall_s"] for r in results), 2),
         rounds=len(results),
@@ -192,14 +325,14 @@ def _train(folder: Path, key: Mapping[str, Any], model_dir: Path, recipe: Mappin
         resumed=sum(r["resumed"] for r in results),
     )
     if not manifest_path(artifact).is_file():
-        raise AdapterTrainingError(f"home{home}: {artifact} has no manifest beside it")
+        raise AdapterTrainingError(f"home{key['home']}: {artifact} has no manifest beside it")
     plain = {**asdict(adapter), "artifact": str(artifact.relative_to(folder))}
     _write_atomic(folder / DONE, json.dumps({"key": key, "adapter": plain}, indent=2) + "\n")
     return adapter
 
 
 def _peak_at(results: Sequence[Mapping[str, Any]]) -> str:
-    """"round <k>, <phase>" of the largest peak RSS among the rounds (the phase when the round reported it)."""
+    """ "round <k>, <phase>" of the largest peak RSS among the rounds (the phase when the round reported it)."""
     number, worst = max(enumerate(results, 1), key=lambda nr: float(nr[1]["peak_rss_mb"]))
     phase = peak_phase(worst.get("peak_rss_by_phase") or {})
     return f"round {number}, {phase}" if phase else f"round {number}"

@@ -38,8 +38,10 @@ class PaperConfig:
     # the two paper runs of session 8 were still gaining at round 5 (held-out 0.955 -> 0.975, 0.96 -> 0.975)
     # and ended at 0.955-0.975 by home, so six gave every home one more round. The state readings in every
     # round's data (session 11) put home1 one round behind on `bench finetune` (0.96 at round 5 against
-    # 0.975 at round 4 before them): seven keeps the paper's homes where six had them
-    rounds: int = 7
+    # 0.975 at round 4 before them): seven kept the paper's homes where six had them.
+    # Seven rounds left every home still gaining (sessions 12 and 13: the largest, home2, at 0.93-0.955 held
+    # out, +0.02-0.04 a round) and normal accuracy at 0.956, so ten: the twin after ten λ periods of rounds
+    rounds: int = 10
     max_time_s: float = 300.0
     threads: int = 2
     sizes_normal: tuple[int, ...] = (100, 500, 1000)

@@ -5,6 +5,7 @@ writes a real artifact; the real child runs in test_paper_privacy.py."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +100,61 @@ def test_homes_are_trained_in_order_with_chained_rounds(
     )
 
 
-def test_a_finished_home_is_reused_and_a_half_finished_one_retrained(
+def test_a_finished_home_is_reused_and_a_half_finished_one_finished_from_its_rounds(
     child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
 ) -> None:
     first = train_home_adapters(tmp_path, "tiny", model_cache, [1, 2], threads=1)
     assert len(child.requests) == 2
-    (tmp_path / "home2" / DONE).unlink()  # killed before its marker: half-finished
-    (tmp_path / "home2" / "leftover.tmp").write_text("x")
+    (tmp_path / "home2" / DONE).unlink()  # killed after its round, before its marker
     again = train_home_adapters(tmp_path, "tiny", model_cache, [1, 2], threads=1)
-    assert again == first and [r.twin_id for r in child.requests] == ["home1", "home2", "home2"]
-    assert not (tmp_path / "home2" / "leftover.tmp").exists()
+    assert again == first and len(child.requests) == 2  # nothing ran again
+
+
+def test_more_rounds_continue_the_rounds_already_run(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    """``--rounds 3`` after a two-round run: rounds 1-2 are replayed from their records, round 3 warm-starts
+    from round 2's adapter, and the home's totals count all three rounds."""
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2, threads=1)
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=3, threads=1)
+    assert [r.version for r in child.requests] == [1, 2, 3]
+    assert child.requests[2].current_adapter == str(tmp_path / "home1" / "adapters" / "v2" / "adapter.onnx_adapter")
+    assert (done.rounds, done.round_s, done.steps, done.artifact.parent.name) == (3, 4.5, 9, "v3")
+
+
+def test_a_round_killed_half_way_is_run_again_and_later_files_forgotten(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=3, threads=1)
+    home = tmp_path / "home1"
+    (home / DONE).unlink()
+    (home / "round2.json").unlink()  # round 2 never finished: round 3's files belong to another history
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=3, threads=1)
+    assert [r.version for r in child.requests] == [1, 2, 3, 2, 3] and done.artifact.is_file()
+
+
+def test_a_round_whose_record_the_parent_never_wrote_is_read_from_the_childs_files(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    """The parent killed after the child wrote its result: the child's request and result stand for the
+    round, with the child's own seconds as its wall time."""
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=1, threads=1)
+    home = tmp_path / "home1"
+    record = json.loads((home / "round1.json").read_text())
+    (home / "request1.json").write_text(json.dumps(record["request"]))
+    (home / "request1.result.json").write_text(json.dumps({**record["result"], "seconds": 1.25}))
+    (home / "round1.json").unlink()
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2, threads=1)
+    assert len(child.requests) == 2 and done.round_s == 2.75
+
+
+def test_a_round_whose_inputs_are_gone_starts_the_home_over(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2, threads=1)
+    shutil.rmtree(tmp_path / "home1" / "adapters" / "v2")  # the adapter round 3 would warm-start from
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=3, threads=1)
+    assert [r.version for r in child.requests] == [1, 2, 1, 2, 3] and done.rounds == 3
 
 
 @pytest.mark.parametrize(
@@ -122,7 +168,7 @@ def test_other_settings_or_a_damaged_artifact_retrain(
     if damage:
         first.artifact.write_bytes(b"not an adapter")
     train_home_adapters(tmp_path, "tiny", model_cache, [1], **{"threads": 1, **change})
-    assert len(child.requests) == 1 + (2 if change.get("rounds") == 2 else 1)
+    assert len(child.requests) == 2  # a new home, or round 2 after the one already run
 
 
 def test_a_round_without_an_adapter_fails_loudly(
