@@ -3,9 +3,12 @@
     adapters -> privacy -> compute -> comms        (each result saved to <work>/paper-state.json)
     then: the final JSON (``out``), the figures and the markdown, all from that JSON
 
-A rerun with the same settings skips every phase the state file holds (the adapters phase also reuses
-trained homes on its own); ``restart`` deletes the state first. Settings that change what a phase
-measures are the state's key: a rerun with other ones is refused (``--restart`` or another ``--work``).
+A rerun with the same settings skips every phase the state file holds. ``restart`` deletes the state
+first, and every phase measures again; the trained rounds under ``<work>/adapters`` are kept, since
+the adapters phase reuses a round only when its record holds the very request it would send
+(:mod:`benchmarks.paper.adapters`), so ``--rounds 10 --restart`` continues a seven-round run. Settings
+that change what a phase measures are the state's key: a rerun with other ones is refused (``--restart``
+or another ``--work``).
 Composition-only settings (horizon, link rate) are applied when the JSON is assembled, so changing them
 re-renders without measuring again.
 Input checks and the settings object: :mod:`benchmarks.paper.config`.
@@ -28,6 +31,7 @@ from typing import Any
 from benchmarks.paper import comms, compute, document, figures
 from benchmarks.paper.config import PaperConfig, PaperInputError, check_inputs, effective_recipe
 
+ADAPTERS_DIR = "adapters"  # the trained rounds, kept by --restart
 STATE_FILE = "paper-state.json"
 STATE_VERSION = 1
 DATA_PHASES = ("adapters", "privacy", "compute", "comms")
@@ -70,10 +74,14 @@ class State:
 
 
 def load_state(cfg: PaperConfig, *, restart: bool) -> State:
-    """The state of ``cfg.work`` (fresh with ``restart``); refuses one made with other settings."""
+    """The state of ``cfg.work`` (fresh with ``restart``: all but the trained rounds removed); refuses one
+    made with other settings."""
     path = cfg.work / STATE_FILE
     if restart and cfg.work.exists():
-        shutil.rmtree(cfg.work)
+        for entry in cfg.work.iterdir():
+            if entry.name == ADAPTERS_DIR and entry.is_dir():
+                continue  # rounds are reused only for the very request they ran (benchmarks.paper.adapters)
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     cfg.work.mkdir(parents=True, exist_ok=True)
     key = cfg.key()
     if not path.is_file():
@@ -87,7 +95,8 @@ def load_state(cfg: PaperConfig, *, restart: bool) -> State:
         diff = sorted(k for k in set(old) | set(key) if old.get(k) != key.get(k))
         raise PaperInputError(
             f"{cfg.work} holds a run with other settings ({', '.join(diff) or 'state version'}): "
-            "pass --restart to start clean, or another --work"
+            "pass --restart to measure again (trained rounds are reused only where their requests match), "
+            "or another --work"
         )
     return State(path, key, dict(doc.get("phases") or {}))
 
@@ -116,7 +125,7 @@ def _adapters(ctx: Context) -> dict[str, Any]:
 
     cfg = ctx.cfg
     done = train_home_adapters(
-        cfg.work / "adapters",
+        cfg.work / ADAPTERS_DIR,
         cfg.base,
         cfg.cache_dir,
         cfg.homes,

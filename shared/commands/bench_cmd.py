@@ -204,7 +204,11 @@ def _register_paper(names: Any) -> None:
     paper.add_argument("--horizon", dest="horizon_h", type=int, **unset, help="simulated hours of the comms figure")
     paper.add_argument("--link-mbps", type=float, **unset, help="uplink rate for transfer times (Mbit/s)")
     paper.add_argument("--recipe", default="{}", help="JSON of RoundRequest overrides for the adapters")
-    paper.add_argument("--restart", action="store_true", help="discard the work dir's state and start clean")
+    paper.add_argument(
+        "--restart",
+        action="store_true",
+        help="measure every phase again (the trained rounds in the work dir are reused where their requests match)",
+    )
     paper.add_argument("--figures", type=Path, help="PNG folder (default: docs/figures)")
     paper.add_argument("--doc", type=Path, help="markdown file (default: docs/results.md)")
     paper.add_argument("--figures-only", type=Path, metavar="FILE.json", help="re-render figures + markdown only")

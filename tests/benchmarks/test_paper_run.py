@@ -144,8 +144,12 @@ def test_every_phase_runs_once_then_a_rerun_resumes(cfg: PaperConfig) -> None:
     again = run.run(cfg, phases=_phases(calls))
     assert calls == Counter(run.DATA_PHASES)  # nothing measured again
     assert again["bytes_llmtwin"] == doc["bytes_llmtwin"]
+    (cfg.work / run.ADAPTERS_DIR / "home1").mkdir(parents=True)  # trained rounds
+    (cfg.work / "compute").mkdir()
     run.run(cfg, restart=True, phases=_phases(calls))
     assert calls == Counter({name: 2 for name in run.DATA_PHASES})
+    assert (cfg.work / run.ADAPTERS_DIR / "home1").is_dir()  # kept: rounds are reused only for their own request
+    assert not (cfg.work / "compute").exists()
 
 
 def test_a_failed_phase_keeps_the_ones_before_it(cfg: PaperConfig) -> None:
