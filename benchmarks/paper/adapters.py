@@ -23,7 +23,10 @@ threads, recipe) and whose artifact still reads is reused. Otherwise, when the f
 same settings but ``rounds`` (a run killed between rounds, or one asking for more rounds), each round
 whose record holds the very request this run would send is replayed from it and the rest are run: a
 paper run with ``--rounds 10`` continues a finished seven-round one. A round killed half-way is run
-again; a folder made with other settings is removed and the home retrained.
+again; a folder made with other settings is removed and the home retrained, and so is one whose
+replayed rounds leave nothing to go on from that still reads (``--rounds 7`` after ten rounds: the
+versions pruned by ``keep_versions`` include round 7's). The request does not name the version of the
+edge's training code: to retrain after changing it, delete ``<work>/adapters``.
 """
 
 from __future__ import annotations
@@ -144,6 +147,8 @@ def _train(
     lineage = json.loads(json.dumps({k: v for k, v in key.items() if k != "rounds"}))
     if _lineage(folder) != lineage:
         _start_over(folder, lineage)
+    elif not (folder / LINEAGE).is_file():  # a folder from before lineage files: its done.json said so
+        _write_atomic(folder / LINEAGE, json.dumps(lineage, indent=2) + "\n")
     (folder / DONE).unlink(missing_ok=True)  # made with fewer rounds, or half-written
     home, rounds = int(key["home"]), int(key["rounds"])
     records = home_records(int(key["seed"]), int(key["n_homes"]), home)
@@ -229,7 +234,7 @@ class _Service:
                 break
             try:
                 self.take(number, earlier, request)
-            except AdapterTrainingError:
+            except (AdapterTrainingError, TypeError, ValueError):  # failed, or a value of the wrong type
                 break
             result = earlier["result"]
             print(f"home{self.key['home']}: round {number}/{rounds} reused ({result['status']}, held-out "
@@ -271,7 +276,17 @@ def _earlier_round(folder: Path, number: int, request: RoundRequest) -> dict[str
             return None
     if not isinstance(record, dict) or record.get("request") != wanted or not isinstance(record.get("result"), dict):
         return None
+    result = record["result"]
+    if not isinstance(record.get("wall_s"), (int, float)) or not set(result) >= _RESULT_KEYS:
+        return None  # written by a version that recorded less: run the round again
     return record
+
+
+# what a round's result must hold to be replayed (the gate's inputs and the home's totals)
+_RESULT_KEYS = frozenset(
+    ("status", "reason", "accuracy", "adapter_path", "checkpoint_path", "eval_examples", "steps", "peak_rss_mb",
+     "records", "facts")
+)  # fmt: skip
 
 
 def _lineage(folder: Path) -> dict[str, Any] | None:

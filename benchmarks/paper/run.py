@@ -4,9 +4,11 @@
     then: the final JSON (``out``), the figures and the markdown, all from that JSON
 
 A rerun with the same settings skips every phase the state file holds. ``restart`` deletes the state
-first, and every phase measures again; the trained rounds under ``<work>/adapters`` are kept, since
-the adapters phase reuses a round only when its record holds the very request it would send
-(:mod:`benchmarks.paper.adapters`), so ``--rounds 10 --restart`` continues a seven-round run. Settings
+first, and every phase after the adapters measures again; the trained rounds under ``<work>/adapters``
+are kept, since the adapters phase reuses a round only when its record holds the very request it would
+send (:mod:`benchmarks.paper.adapters`), so ``--rounds 10 --restart`` continues a seven-round run. A
+reused round keeps its measured time and memory; to train again (after changing the edge's training
+code, say) delete ``<work>/adapters``. Settings
 that change what a phase measures are the state's key: a rerun with other ones is refused (``--restart``
 or another ``--work``).
 Composition-only settings (horizon, link rate) are applied when the JSON is assembled, so changing them
@@ -81,7 +83,7 @@ def load_state(cfg: PaperConfig, *, restart: bool) -> State:
         for entry in cfg.work.iterdir():
             if entry.name == ADAPTERS_DIR and entry.is_dir():
                 continue  # rounds are reused only for the very request they ran (benchmarks.paper.adapters)
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     cfg.work.mkdir(parents=True, exist_ok=True)
     key = cfg.key()
     if not path.is_file():

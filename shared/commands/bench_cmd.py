@@ -207,7 +207,8 @@ def _register_paper(names: Any) -> None:
     paper.add_argument(
         "--restart",
         action="store_true",
-        help="measure every phase again (the trained rounds in the work dir are reused where their requests match)",
+        help="measure every phase again; trained rounds in the work dir are reused where their requests match "
+        "(delete WORK/adapters to train again)",
     )
     paper.add_argument("--figures", type=Path, help="PNG folder (default: docs/figures)")
     paper.add_argument("--doc", type=Path, help="markdown file (default: docs/results.md)")

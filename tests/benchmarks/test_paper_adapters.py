@@ -148,6 +148,37 @@ def test_a_round_whose_record_the_parent_never_wrote_is_read_from_the_childs_fil
     assert len(child.requests) == 2 and done.round_s == 2.75
 
 
+def test_a_folder_from_before_lineage_files_keeps_its_rounds_through_a_killed_run(
+    monkeypatch: pytest.MonkeyPatch, child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    """A finished folder with only ``done.json`` to say what it was made with: asking for more rounds
+    writes ``lineage.json`` first, so a run killed in the new round still finds the old rounds after."""
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=1, threads=1)
+    (tmp_path / "home1" / mod.LINEAGE).unlink()
+
+    def killed(request: RoundRequest, work: Path, number: int) -> dict[str, Any]:
+        raise FileNotFoundError(work / f"request{number}.result.json")
+
+    monkeypatch.setattr(mod, "run_child", killed)
+    with pytest.raises(AdapterTrainingError, match="home1 round 2: no result"):
+        train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2, threads=1)
+    monkeypatch.setattr(mod, "run_child", child)
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2, threads=1)
+    assert [r.version for r in child.requests] == [1, 2] and done.rounds == 2
+
+
+def test_a_record_that_holds_less_than_a_round_needs_is_run_again(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=1, threads=1)
+    path = tmp_path / "home1" / "round1.json"
+    record = json.loads(path.read_text())
+    del record["result"]["eval_examples"]  # written by a version that recorded less
+    path.write_text(json.dumps(record))
+    (done,) = train_home_adapters(tmp_path, "tiny", model_cache, [1], rounds=2, threads=1)
+    assert [r.version for r in child.requests] == [1, 1, 2] and done.rounds == 2
+
+
 def test_a_round_whose_inputs_are_gone_starts_the_home_over(
     child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
 ) -> None:
