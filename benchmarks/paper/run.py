@@ -25,7 +25,7 @@ import platform
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -202,10 +202,22 @@ PHASES: dict[str, Phase] = {"adapters": _adapters, "privacy": _privacy, "compute
 # the run
 
 
-def run(cfg: PaperConfig, *, restart: bool = False, phases: Mapping[str, Phase] = PHASES) -> dict[str, Any]:
-    """Every phase not in the state yet, then the JSON, figures and markdown. Returns the JSON document."""
+def run(
+    cfg: PaperConfig,
+    *,
+    restart: bool = False,
+    redo: Sequence[str] = (),
+    phases: Mapping[str, Phase] = PHASES,
+) -> dict[str, Any]:
+    """Every phase not in the state yet (and those in ``redo``, measured again: say, a timing phase that
+    shared the CPU), then the JSON, figures and markdown. Returns the JSON document."""
+    unknown = sorted(set(redo) - set(phases))
+    if unknown:
+        raise PaperInputError(f"--redo: unknown phases {unknown}; the phases are {', '.join(phases)}")
     model_dir = check_inputs(cfg)
     state = load_state(cfg, restart=restart)
+    for name in redo:
+        state.phases.pop(name, None)
     ctx = Context(cfg, model_dir, state)
     load_before = _load()
     for name, phase in phases.items():

@@ -210,6 +210,12 @@ def _register_paper(names: Any) -> None:
         help="measure every phase again; trained rounds in the work dir are reused where their requests match "
         "(delete WORK/adapters to train again)",
     )
+    paper.add_argument(
+        "--redo",
+        default="",
+        metavar="PHASE[,PHASE]",
+        help="measure these phases of the work dir's run again (adapters, privacy, compute, comms)",
+    )
     paper.add_argument("--figures", type=Path, help="PNG folder (default: docs/figures)")
     paper.add_argument("--doc", type=Path, help="markdown file (default: docs/results.md)")
     paper.add_argument("--figures-only", type=Path, metavar="FILE.json", help="re-render figures + markdown only")
@@ -246,7 +252,8 @@ def _paper(args: argparse.Namespace) -> int:
         cfg = config.PaperConfig(
             out=args.out, cache_dir=args.cache_dir, figures=figures, doc=doc, recipe=recipe, **given
         )
-        result = run.run(cfg, restart=args.restart)
+        redo = tuple(name.strip() for name in args.redo.split(",") if name.strip())
+        result = run.run(cfg, restart=args.restart, redo=redo)
     except config.PaperInputError as exc:
         print(f"bench paper: {exc}", file=sys.stderr)
         return 2

@@ -152,6 +152,15 @@ def test_every_phase_runs_once_then_a_rerun_resumes(cfg: PaperConfig) -> None:
     assert not (cfg.work / "compute").exists()
 
 
+def test_redo_measures_the_named_phases_again_and_refuses_unknown_ones(cfg: PaperConfig) -> None:
+    calls: Calls = Counter()
+    run.run(cfg, phases=_phases(calls))
+    run.run(cfg, redo=("compute", "comms"), phases=_phases(calls))
+    assert calls == Counter({"adapters": 1, "privacy": 1, "compute": 2, "comms": 2})
+    with pytest.raises(PaperInputError, match=r"--redo: unknown phases \['timing'\]"):
+        run.run(cfg, redo=("timing",), phases=_phases(calls))
+
+
 def test_a_failed_phase_keeps_the_ones_before_it(cfg: PaperConfig) -> None:
     calls: Calls = Counter()
     with pytest.raises(RuntimeError, match="compute broke"):
