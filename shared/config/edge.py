@@ -142,7 +142,8 @@ class FinetuneSection:
     targets: Annotated[tuple[str, ...], Length(1, 16)] = DEFAULT_LORA_TARGETS
     eval_threshold: Annotated[float, Range(0.0, 1.0)] = 0.9
     static_change_threshold: Annotated[float, Range(0.0, 1.0)] = 0.05
-    # below the gate but still improving: the next round resumes after this pause instead of λ
+    # still gaining a point a round (below the gate, or past it on the same facts): the next round runs after
+    # this pause instead of λ, at most catchup_rounds in a row (edge.trainer)
     catchup_rounds: Annotated[int, Range(0, 1000)] = 12
     catchup_pause_s: Seconds = 600.0
     keep_versions: Annotated[int, Range(1, 100)] = 3

@@ -244,6 +244,45 @@ async def test_catching_up_stops_after_catchup_rounds(db: Database) -> None:
     assert (await trainer.due()).trigger is None
 
 
+async def accepted(db: Database, version: int, accuracy: float, at: float, trigger: str, digest: str = "d") -> None:
+    await db.run(RoundHistory.begin, version, trigger, at, digest, facts(10))
+    path = f"/adapters/v{version}/adapter.onnx_adapter"
+    await db.run(RoundHistory.finish, version, "accepted", "ok", at + 10, accuracy, path, None)
+
+
+async def test_past_the_gate_a_round_that_still_gains_catches_up_until_the_plateau(db: Database) -> None:
+    """The paper bench's home2: 0.93 -> 0.95 -> 0.96 -> 0.95 (refused) over rounds 7-10. Each accepted
+    round a point or more above the one before brings the next one after the pause instead of λ."""
+    clock = [0.0]
+    trainer = trainer_for(db, clock, eval_threshold=0.9, catchup_pause_s=600.0, catchup_rounds=5)
+    await put_facts(db, facts(10), -5000.0)
+    await accepted(db, 1, 0.93, 0.0, "first round")
+    clock[0] = 700.0
+    assert (await trainer.due()).trigger is None  # a first round: nothing to compare it with
+    await accepted(db, 2, 0.95, 700.0, "λ = 24 h elapsed")
+    clock[0] = 1400.0
+    assert (await trainer.due()).trigger == "catching up (accuracy 0.95, up from 0.93)"
+    await accepted(db, 3, 0.96, 1400.0, "catching up (accuracy 0.95, up from 0.93)")
+    clock[0] = 2100.0
+    assert (await trainer.due()).trigger == "catching up (accuracy 0.96, up from 0.95)"
+    await rejected(db, 4, 0.95, 2100.0, "catching up (accuracy 0.96, up from 0.95)")
+    clock[0] = 2800.0
+    assert (await trainer.due()).trigger is None  # refused against the one in service: the plateau, back to λ
+
+
+async def test_an_accepted_round_on_new_facts_or_without_a_gain_waits_for_lambda(db: Database) -> None:
+    clock = [0.0]
+    trainer = trainer_for(db, clock, eval_threshold=0.9, catchup_pause_s=60.0, catchup_rounds=5)
+    await put_facts(db, facts(10), -5000.0)
+    await accepted(db, 1, 0.91, 0.0, "first round", digest="before")
+    await accepted(db, 2, 0.96, 100.0, "static facts changed (10%)", digest="after")  # other questions
+    clock[0] = 1000.0
+    assert (await trainer.due()).trigger is None
+    await accepted(db, 3, 0.965, 1000.0, "λ = 24 h elapsed", digest="after")  # half a point: noise
+    clock[0] = 2000.0
+    assert (await trainer.due()).trigger is None
+
+
 def test_the_round_log_line_names_the_peak_and_its_phase() -> None:
     phases = {"load": 900.0, "eval": 1310.4}
     assert _peak_note(RoundResult("accepted", "ok", "home1", 3, peak_rss_mb=1310.4, peak_rss_by_phase=phases)) == (
