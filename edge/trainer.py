@@ -215,16 +215,15 @@ class Trainer:
         if streak >= ft.catchup_rounds:
             return None
         before = next((r for r in recent[1:] if r.accuracy is not None), None)
-        gained = (
-            before is not None and before.accuracy is not None and last.accuracy >= before.accuracy + CATCHUP_MIN_GAIN
-        )
+        was = None if before is None else before.accuracy
+        gained = was is not None and last.accuracy >= was + CATCHUP_MIN_GAIN
         if last.status == "rejected":
-            if before is not None and not gained:
+            if was is not None and not gained:
                 return None  # plateau: back to the λ rhythm
             return f"catching up (accuracy {last.accuracy:.2f} < gate {ft.eval_threshold:.2f})"
-        if before is None or before.static_digest != last.static_digest or not gained:
-            return None  # a cold round (nothing to compare), new facts, or a plateau
-        return f"catching up (accuracy {last.accuracy:.2f}, up from {before.accuracy:.2f})"
+        if not gained or before is None or before.static_digest != last.static_digest:
+            return None  # a cold round (nothing to compare), a plateau, or new facts
+        return f"catching up (accuracy {last.accuracy:.2f}, up from {was:.2f})"
 
     # ---- one round ------------------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from edge.finetune.round import RoundRequest
 from edge.readings import StaticRecord
 from shared.adapters import manifest_path, read_adapter
 from shared.errors import AdapterError
+from shared.files import atomic_write_bytes
 from shared.modelspec import ModelSpec, default_cache_dir, load_spec
 
 DONE = "done.json"
@@ -134,10 +135,9 @@ def _reuse(folder: Path, key: Mapping[str, Any], spec: ModelSpec) -> HomeAdapter
         if not isinstance(doc, dict) or doc.get("key") != json.loads(json.dumps(key)):
             return None
         adapter = HomeAdapter(**{**doc["adapter"], "artifact": folder / doc["adapter"]["artifact"]})
-        read_adapter(adapter.artifact, spec)  # an artifact of an older format, or damaged: retrain
-    except (OSError, ValueError, TypeError, KeyError, AdapterError):
+    except (OSError, ValueError, TypeError, KeyError):
         return None
-    return adapter
+    return adapter if _reads(adapter.artifact, spec) else None  # an older format, or damaged: retrain
 
 
 def _train(
@@ -148,7 +148,7 @@ def _train(
     if _lineage(folder) != lineage:
         _start_over(folder, lineage)
     elif not (folder / LINEAGE).is_file():  # a folder from before lineage files: its done.json said so
-        _write_atomic(folder / LINEAGE, json.dumps(lineage, indent=2) + "\n")
+        _write_json(folder / LINEAGE, lineage)
     (folder / DONE).unlink(missing_ok=True)  # made with fewer rounds, or half-written
     home, rounds = int(key["home"]), int(key["rounds"])
     records = home_records(int(key["seed"]), int(key["n_homes"]), home)
@@ -168,7 +168,7 @@ def _train(
             raise AdapterTrainingError(f"home{home} round {number}: no result from the round: {exc}") from exc
         record = {"request": json.loads(request.to_json()), "result": child["result"], "wall_s": child["wall_s"]}
         service.take(number, record, request)
-        _write_atomic(folder / f"round{number}.json", json.dumps(record, indent=2) + "\n")
+        _write_json(folder / f"round{number}.json", record)
     return _finish(folder, key, service.results, service.current)
 
 
@@ -180,7 +180,7 @@ class _Service:
     folder: Path
     key: Mapping[str, Any]
     model_dir: Path
-    records: Sequence[StaticRecord]
+    records: tuple[StaticRecord, ...]
     recipe: Mapping[str, Any]
     current: str | None = None
     served_round: int = 0
@@ -195,7 +195,7 @@ class _Service:
             version=number,
             model_dir=str(self.model_dir),
             out_dir=str(self.folder / "adapters"),
-            records=tuple(self.records),
+            records=self.records,
             current_adapter=self.current,
             resume_adapter=resume_point(self.rejected, self.served_round, self.served_accuracy, n),
             threads=int(self.key["threads"]),
@@ -305,7 +305,7 @@ def _lineage(folder: Path) -> dict[str, Any] | None:
 def _start_over(folder: Path, lineage: Mapping[str, Any]) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    _write_atomic(folder / LINEAGE, json.dumps(lineage, indent=2) + "\n")
+    _write_json(folder / LINEAGE, lineage)
 
 
 def _forget_from(folder: Path, number: int) -> None:
@@ -342,7 +342,7 @@ def _finish(
     if not manifest_path(artifact).is_file():
         raise AdapterTrainingError(f"home{key['home']}: {artifact} has no manifest beside it")
     plain = {**asdict(adapter), "artifact": str(artifact.relative_to(folder))}
-    _write_atomic(folder / DONE, json.dumps({"key": key, "adapter": plain}, indent=2) + "\n")
+    _write_json(folder / DONE, {"key": key, "adapter": plain})
     return adapter
 
 
@@ -353,10 +353,5 @@ def _peak_at(results: Sequence[Mapping[str, Any]]) -> str:
     return f"round {number}, {phase}" if phase else f"round {number}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _write_json(path: Path, doc: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(doc, indent=2) + "\n").encode())

@@ -8,9 +8,8 @@ first, and every phase after the adapters measures again; the trained rounds und
 are kept, since the adapters phase reuses a round only when its record holds the very request it would
 send (:mod:`benchmarks.paper.adapters`), so ``--rounds 10 --restart`` continues a seven-round run. A
 reused round keeps its measured time and memory; to train again (after changing the edge's training
-code, say) delete ``<work>/adapters``. Settings
-that change what a phase measures are the state's key: a rerun with other ones is refused (``--restart``
-or another ``--work``).
+code, say) delete ``<work>/adapters``. Settings that change what a phase measures are the state's key: a
+rerun with other ones is refused (``--restart`` or another ``--work``).
 Composition-only settings (horizon, link rate) are applied when the JSON is assembled, so changing them
 re-renders without measuring again.
 Input checks and the settings object: :mod:`benchmarks.paper.config`.
