@@ -51,6 +51,7 @@ from shared.adapters import manifest_path
 from shared.config.edge import EdgeConfig
 from shared.db import Database
 from shared.modelspec import default_cache_dir, find_prepared
+from shared.pseudonyms import for_device
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class Trainer:
             version=version,
             model_dir=str(model_dir),
             out_dir=str(self.workdir / "adapters"),
-            records=tuple(facts),
+            records=tuple(await self._named(facts)),
             current_adapter=in_service.adapter_path if in_service else None,
             current_score=in_service.accuracy if in_service else None,
             resume_adapter=resume,
@@ -283,6 +284,14 @@ class Trainer:
             return await child.run()
         finally:
             req_path.unlink(missing_ok=True)
+
+    async def _named(self, facts: list[StaticRecord]) -> list[StaticRecord]:
+        """The facts as the round trains on them: under the device's pseudonyms when it uses them."""
+        if not self.cfg.finetune.pseudonyms:
+            return facts
+        twin_id, ids = self.cfg.device.twin_id, [f.entity_id for f in facts]
+        table = await asyncio.to_thread(for_device, self.cfg.device.data_dir, twin_id, ids)
+        return table.records(facts)
 
     async def _resume_point(self, in_service: RoundRow | None, n: int) -> str | None:
         """A recent rejected candidate to continue from (``edge.finetune.resume``: one that beat the adapter

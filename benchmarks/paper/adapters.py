@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.finetune import home_records, prepared_model, run_child
-from benchmarks.paper.config import effective_recipe
+from benchmarks.paper.config import bench_pseudonyms, effective_recipe
 from edge.finetune.memory import peak_phase
 from edge.finetune.resume import Candidate, resume_point
 from edge.finetune.round import RoundRequest
@@ -87,6 +87,7 @@ def train_home_adapters(
     rounds: int = 1,
     threads: int = 2,
     recipe: Mapping[str, Any] | None = None,
+    pseudonyms: bool = False,
 ) -> list[HomeAdapter]:
     """One adapter per home in ``homes`` (trained, or reused from ``work``), in the order given.
 
@@ -117,7 +118,7 @@ def train_home_adapters(
             "max_time_s": max_time_s,
             "threads": threads,
             "recipe": effective_recipe(recipe),
-        }
+        } | ({"pseudonyms": True} if pseudonyms else {})
         folder = work / f"home{home}"
         done = _reuse(folder, key, spec)
         if done is not None:
@@ -152,6 +153,9 @@ def _train(
     (folder / DONE).unlink(missing_ok=True)  # made with fewer rounds, or half-written
     home, rounds = int(key["home"]), int(key["rounds"])
     records = home_records(int(key["seed"]), int(key["n_homes"]), home)
+    if key.get("pseudonyms"):  # as the daemon sends them with `finetune.pseudonyms` (edge.trainer)
+        table = bench_pseudonyms(int(key["seed"]), f"home{home}", (r.entity_id for r in records))
+        records = tuple(table.records(records))
     service = _Service(folder, key, model_dir, records, recipe)
     if not service.replay(spec):
         print(f"home{home}: what the earlier rounds left no longer reads, so the home starts over", flush=True)

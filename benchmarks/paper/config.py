@@ -8,15 +8,17 @@ reverse prompts than the largest requested size (names ``--normal-sizes`` / ``--
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from shared.modelspec import default_cache_dir, find_prepared
+from shared.pseudonyms import Pseudonyms
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,6 +57,9 @@ class PaperConfig:
     figures: Path = REPO / "docs" / "figures"
     doc: Path | None = REPO / "docs" / "results.md"
     recipe: Mapping[str, Any] = field(default_factory=dict)
+    # the homes train on keyed pseudonyms of their objects (shared.pseudonyms, `finetune.pseudonyms`): normal
+    # and reverse prompts are asked as the tenant's client sends them, the attackers use the real names
+    pseudonyms: bool = False
 
     @property
     def cache(self) -> Path:
@@ -63,6 +68,7 @@ class PaperConfig:
     def key(self) -> dict[str, Any]:
         """The settings that change what a phase measures."""
         skip = {"out", "work", "figures", "doc", "horizon_h", "link_mbps", "cache_dir"}
+        skip |= set() if self.pseudonyms else {"pseudonyms"}  # states from before the option still match
         key = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skip}
         return {**key, "recipe": effective_recipe(self.recipe)}
 
@@ -76,6 +82,8 @@ class PaperConfig:
         ]
         if self.recipe:
             out.append(f"--recipe {json.dumps(dict(self.recipe))}")
+        if self.pseudonyms:
+            out.append("--pseudonyms")
         return out
 
     def command(self) -> str:
@@ -89,6 +97,8 @@ class PaperConfig:
                 argv += [flag, str(getattr(self, name))]
         if self.recipe:
             argv += ["--recipe", json.dumps(dict(self.recipe))]
+        if self.pseudonyms:
+            argv.append("--pseudonyms")
         return shlex.join(argv)
 
 
@@ -111,6 +121,13 @@ _PER_RUN = {
     "twin_id", "version", "model_dir", "out_dir", "records", "current_adapter", "warm_start", "resume_adapter",
     "current_score", "threads", "max_time_s", "eval_threshold", "seed",
 }  # fmt: skip
+
+
+def bench_pseudonyms(seed: int, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
+    """A home's table in a ``--pseudonyms`` run. Its key is made from the seed, so runs reproduce; the
+    attackers measured are not given it (they hold the adapter and the home's real object names)."""
+    key = hashlib.sha256(f"llmtwin bench paper/{seed}/pseudonym key".encode()).digest()
+    return Pseudonyms.derive(key, twin_id, entity_ids)
 
 
 def effective_recipe(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,11 +31,13 @@ import os
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from benchmarks.finetune import home_records, prepared_model
 from benchmarks.paper.adapters import HomeAdapter
+from benchmarks.paper.config import bench_pseudonyms
 from benchmarks.paper.enumeration import enumeration_attack
 from benchmarks.paper.leakage import canary_exposure, likelihood_attack, owner_attack, pick_descriptions
 from benchmarks.paper.scoring import LikelihoodScorer
@@ -66,21 +68,37 @@ def run_privacy(
     threads: int = 2,
     likelihood_descriptions: int = 200,
     canary_candidates: int = 127,
+    pseudonyms: bool = False,
 ) -> dict[str, Any]:
-    """Table 2 for ``adapters`` (homes of ``generate(seed, n_homes)``); ``work`` is unused scratch space."""
+    """Table 2 for ``adapters`` (homes of ``generate(seed, n_homes)``); ``work`` is unused scratch space.
+
+    With ``pseudonyms`` (the homes trained on ``bench_pseudonyms``), normal and reverse prompts are asked
+    as the tenant's client sends them (under the pseudonyms), the likelihood and enumeration attackers
+    use the homes' real object names (they hold the adapter, not the key), and the enumeration is also
+    run with the key (``enumeration_attack_top1_with_key``: what the tenant, or a thief of the key, gets)."""
     if not adapters:
         raise ValueError("run_privacy needs at least one home adapter")
     if not sizes_normal or not sizes_reverse or min(*sizes_normal, *sizes_reverse) < 1:
         raise ValueError(f"sizes must be non-empty and >= 1: {sizes_normal}, {sizes_reverse}")
     model_dir = prepared_model(base, cache_dir or default_cache_dir(os.environ))
     spec = load_spec(model_dir)
-    records = {a.twin_id: home_records(seed, n_homes, a.home) for a in adapters}
+    real = {a.twin_id: home_records(seed, n_homes, a.home) for a in adapters}
+    names = {t: bench_pseudonyms(seed, t, (r.entity_id for r in recs)) for t, recs in real.items() if pseudonyms}
+    records = {t: tuple(names[t].records(recs)) if t in names else recs for t, recs in real.items()}
     stale = [a.twin_id for a in adapters if a.records != len(records[a.twin_id])]
     if stale:
-        raise ValueError(f"{stale}: adapters trained on another scenario; pass the seed and n_homes they used")
-    facts = [f for a in adapters for f in askable_facts(a.twin_id, records[a.twin_id])]
+        raise ValueError(
+            f"{stale}: adapters trained on another scenario; pass the seed, n_homes and pseudonyms they used"
+        )
+    facts = [f for a in adapters for f in askable_facts(a.twin_id, records[a.twin_id])]  # as the twins know them
+    known = [f for a in adapters for f in askable_facts(a.twin_id, real[a.twin_id])]  # as the attacker names them
     seconds: dict[str, float] = {}
-    report: dict[str, Any] = {"homes": [a.twin_id for a in adapters], "model": base, "seed": seed}
+    report: dict[str, Any] = {
+        "homes": [a.twin_id for a in adapters],
+        "model": base,
+        "seed": seed,
+        "pseudonyms": pseudonyms,
+    }
 
     start = time.monotonic()
     _say(f"normal prompts {list(sizes_normal)} and reverse prompts {list(sizes_reverse)} on the ONNX engine")
@@ -96,9 +114,13 @@ def run_privacy(
     report |= _reverse(engine, facts, slots, sorted(sizes_reverse), _rng(seed, "reverse"))
     seconds["reverse"] = round(time.monotonic() - start, 1)
     start = time.monotonic()
-    chosen, eligible = pick_descriptions(facts, likelihood_descriptions, _rng(seed, "likelihood"))
+    chosen, eligible = pick_descriptions(known, likelihood_descriptions, _rng(seed, "likelihood"))
     _say(f"enumeration attack ({len(chosen)} descriptions: every candidate's forward question) on the ONNX engine")
     report |= enumeration_attack(engine, slots, chosen)
+    if names:
+        _say("enumeration attack again, with the tenant's pseudonym key")
+        keyed = [replace(d, candidates=tuple(names[d.twin_id].pair(c) for c in d.candidates)) for d in chosen]
+        report["enumeration_attack_top1_with_key"] = enumeration_attack(engine, slots, keyed)["enumeration_attack_top1"]
     seconds["enumeration"] = round(time.monotonic() - start, 1)
     del engine
 

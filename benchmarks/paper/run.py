@@ -136,6 +136,7 @@ def _adapters(ctx: Context) -> dict[str, Any]:
         rounds=cfg.rounds,
         threads=cfg.threads,
         recipe=cfg.recipe,
+        pseudonyms=cfg.pseudonyms,
     )
     return {"homes": [{**asdict(a), "artifact": str(a.artifact)} for a in done]}
 
@@ -154,6 +155,7 @@ def _privacy(ctx: Context) -> dict[str, Any]:
         seed=cfg.seed,
         n_homes=cfg.n_homes,
         threads=cfg.threads,
+        pseudonyms=cfg.pseudonyms,
     )
     plain: dict[str, Any] = json.loads(json.dumps(result))  # int size keys become the strings they are in JSON
     return plain

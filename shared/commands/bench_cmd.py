@@ -205,6 +205,12 @@ def _register_paper(names: Any) -> None:
     paper.add_argument("--link-mbps", type=float, **unset, help="uplink rate for transfer times (Mbit/s)")
     paper.add_argument("--recipe", default="{}", help="JSON of RoundRequest overrides for the adapters")
     paper.add_argument(
+        "--pseudonyms",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="homes train on keyed pseudonyms of their objects (edge `finetune.pseudonyms`); attackers use real names",
+    )
+    paper.add_argument(
         "--restart",
         action="store_true",
         help="measure every phase again; trained rounds in the work dir are reused where their requests match "

@@ -1,0 +1,217 @@
+"""Keyed pseudonyms of a home's objects: the adapter learns facts about names only the tenant can resolve.
+
+A twin's adapter links each object's name to its static facts ("home1 kitchen ceiling light: wattage?"
+-> "9.5 W"). Whoever holds the adapter (a compromised gateway, a stolen upload) can rank a home's objects
+by how likely the adapter finds a value for each of them, and so learn which object a description is
+about. With pseudonyms the device trains on a keyed stand-in for every object name instead
+("home1 vetopila light: wattage?"); the key, and the table from names to pseudonyms, stay with the
+tenant. The tenant's query client rewrites names to pseudonyms before a question leaves
+(:meth:`Pseudonyms.hide`) and back in the answer (:meth:`Pseudonyms.reveal`), so the gateway, its prompt
+database and the adapter never see which pseudonym is which object. An attacker who asks or scores the
+adapter by real names gets what the base model would guess.
+
+What a pseudonym keeps: the home prefix (the twin id, which the gateway knows anyway) and the entity's
+domain (``light``), which the attributes asked about mostly imply and which lets the twin read state
+and serve typed aggregates. What it hides: the object's own words (room, position, make-up of the name).
+The household pseudo-entity (``sensor.<home>_profile``) is the home itself and keeps its name; its facts
+are guarded by the trained declines instead (``edge.finetune.declines``).
+
+A pseudonym is HMAC-SHA256(key, twin id + entity id) spelled as four consonant-vowel syllables (24M
+spellings per domain and home), so it is stable across rounds and new objects, and unpredictable
+without the key. Two objects of one home and domain whose spellings collide (about 1 in 10^4 for a
+home with 100 objects of a domain) are refused with the advice to make a new key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TypeVar
+
+from shared.errors import ConfigError
+from shared.files import atomic_write_bytes
+from shared.semantic import object_prefix
+from shared.templates import FactLike, QAPair, is_household, mentions, object_name, render_value
+
+KEY_BYTES = 32
+KEY_FILE = "pseudonym.key"  # in the device's data_dir: the tenant's key
+TABLE_FILE = "pseudonyms.json"  # beside it: names -> pseudonyms, for the tenant's query client
+SYLLABLES = 4
+_CONSONANTS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+_KEY_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+F = TypeVar("F", bound=FactLike)
+
+
+@dataclass(frozen=True)
+class Pseudonyms:
+    """One home's table: real entity id -> pseudonymous entity id (household and foreign ids unmapped)."""
+
+    twin_id: str
+    table: Mapping[str, str]
+
+    @classmethod
+    def derive(cls, key: bytes, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
+        """The table for ``entity_ids`` of ``twin_id`` under ``key``. Each pseudonym depends on its own
+        entity id only (:func:`pseudonym`), so tables of different id sets agree where they overlap."""
+        table: dict[str, str] = {}
+        owner: dict[str, str] = {}
+        for entity_id in sorted(set(entity_ids)):
+            if is_household(entity_id):
+                continue
+            fake = pseudonym(key, twin_id, entity_id)
+            if fake in owner:
+                raise ValueError(
+                    f"{owner[fake]} and {entity_id} got the same pseudonym {fake} (about 1 in 10^4 for a "
+                    "100-object home): make a new pseudonym key"
+                )
+            table[entity_id], owner[fake] = fake, entity_id
+        return cls(twin_id, table)
+
+    def entity(self, entity_id: str) -> str:
+        """The pseudonymous id of ``entity_id`` (itself when it has none: the household, another home's)."""
+        return self.table.get(entity_id, entity_id)
+
+    def records(self, records: Iterable[F]) -> list[F]:
+        """``records`` with every entity id replaced by its pseudonym (dataclass records), less the facts
+        that the real name spells out: a "kitchen ceiling light" is not asked its room under its real name
+        (``shared.templates.is_one_way``), and under the pseudonym that answer would tie it back to the name."""
+        out: list[F] = []
+        for r in records:
+            fake = self.entity(r.entity_id)
+            if fake != r.entity_id and mentions(object_name(r.entity_id), render_value(r.attribute, r.value)):
+                continue
+            out.append(replace(r, entity_id=fake))  # type: ignore[type-var]
+        return out
+
+    def hide(self, text: str) -> str:
+        """``text`` with each object's name ("home1 kitchen ceiling light", or without "home1 ") replaced
+        by its pseudonym's, the prefix kept as it was written. Case-insensitive, whole words."""
+        return self._hiding(text)
+
+    def reveal(self, text: str) -> str:
+        """The inverse of :meth:`hide` on a twin's answer: pseudonyms' names back to the objects'."""
+        return self._revealing(text)
+
+    def pair(self, pair: QAPair) -> QAPair:
+        """A question/answer pair as the twin was trained on it (its object and question under the pseudonym)."""
+        return replace(pair, entity_id=self.entity(pair.entity_id), question=self.hide(pair.question))
+
+    @functools.cached_property
+    def _hiding(self) -> Callable[[str], str]:
+        return _rewriter(self._names(reverse=False))
+
+    @functools.cached_property
+    def _revealing(self) -> Callable[[str], str]:
+        return _rewriter(self._names(reverse=True))
+
+    def _names(self, *, reverse: bool) -> list[tuple[str, str]]:
+        """(written form, replacement) for both the prefixed and the bare name, longest first."""
+        home = object_prefix(self.twin_id).replace("_", " ").strip()  # how a name spells the home: "home1"
+        out: list[tuple[str, str]] = []
+        for real, fake in self.table.items():
+            old, new = (object_name(fake), object_name(real)) if reverse else (object_name(real), object_name(fake))
+            out.append((old, new))
+            bare_old, bare_new = old.removeprefix(home + " "), new.removeprefix(home + " ")
+            if bare_old != old:
+                out.append((bare_old, bare_new))
+        return sorted(out, key=lambda pair: -len(pair[0]))
+
+    def to_json(self) -> bytes:
+        doc = {"twin_id": self.twin_id, "table": dict(sorted(self.table.items()))}
+        return (json.dumps(doc, indent=1) + "\n").encode()
+
+    @classmethod
+    def load(cls, path: Path) -> Pseudonyms:
+        """A table written by :meth:`save`; a bad file is a ConfigError naming it."""
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(path, "", None, f"cannot read a pseudonym table: {exc}") from exc
+        table = doc.get("table") if isinstance(doc, dict) else None
+        twin_id = doc.get("twin_id") if isinstance(doc, dict) else None
+        if not isinstance(twin_id, str) or not isinstance(table, dict):
+            raise ConfigError(path, "", None, "not a pseudonym table (it needs twin_id and table)")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+            raise ConfigError(path, "table", "...", "every entry must map an entity id to an entity id")
+        return cls(twin_id, table)
+
+    def save(self, path: Path) -> None:
+        """Owner-only (the table is the tenant's secret, like the key)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, self.to_json())
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The tenant's pseudonym key at ``path`` (64 hex digits), created owner-only when absent."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (secrets.token_hex(KEY_BYTES) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    text = path.read_text(encoding="ascii", errors="replace").strip()
+    if not _KEY_HEX.fullmatch(text):
+        raise ConfigError(path, "key", "<key>", f"a pseudonym key is {2 * KEY_BYTES} lowercase hex digits")
+    return bytes.fromhex(text)
+
+
+def for_device(data_dir: Path, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
+    """The device's table for ``entity_ids`` under its key (``<data_dir>/pseudonym.key``, made on first use),
+    written to ``<data_dir>/pseudonyms.json`` for the tenant's query client (``llmtwin query --config``)."""
+    path = data_dir / TABLE_FILE
+    known = _known(path, twin_id)  # the trainer names the static facts' objects, the pipeline the state's
+    table = Pseudonyms.derive(load_or_create_key(data_dir / KEY_FILE), twin_id, set(entity_ids) | set(known))
+    if dict(table.table) != known:
+        table.save(path)
+    return table
+
+
+def _known(path: Path, twin_id: str) -> dict[str, str]:
+    """The table at ``path`` for ``twin_id``; empty when there is none (or it is unreadable: rewritten)."""
+    try:
+        table = Pseudonyms.load(path)
+    except ConfigError:
+        return {}
+    return dict(table.table) if table.twin_id == twin_id else {}
+
+
+def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
+    """``light.home1_kitchen_ceiling`` -> ``light.home1_vetopila``: the domain and home prefix kept, the
+    object's words replaced by HMAC-SHA256(key, twin id, entity id) spelled as syllables."""
+    if len(key) < 16:
+        raise ValueError("a pseudonym key needs at least 16 bytes")
+    domain, _, _ = entity_id.partition(".")
+    return f"{domain}.{object_prefix(twin_id)}{_spell(key, twin_id, entity_id)}"
+
+
+def _spell(key: bytes, twin_id: str, entity_id: str) -> str:
+    digest = hmac.new(key, f"{twin_id}\0{entity_id}".encode(), hashlib.sha256).digest()
+    n = int.from_bytes(digest[:8], "big")
+    out = []
+    for _ in range(SYLLABLES):
+        n, c = divmod(n, len(_CONSONANTS))
+        n, v = divmod(n, len(_VOWELS))
+        out.append(_CONSONANTS[c] + _VOWELS[v])
+    return "".join(out)
+
+
+def _rewriter(names: Sequence[tuple[str, str]]) -> Callable[[str], str]:
+    """Replace every written form in ``names`` (longest first, case-insensitive, whole words)."""
+    if not names:
+        return lambda text: text
+    lookup = {old.casefold(): new for old, new in names}
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(old) for old, _ in names) + r")(?!\w)", re.IGNORECASE)
+    return lambda text: pattern.sub(lambda m: lookup[m.group(1).casefold()], text)
