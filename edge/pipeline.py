@@ -9,10 +9,12 @@ device, scenario time when the simulator replays a day at an accelerated speed.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edge.compressor import Compressor, CompressorSettings
 from edge.outbox import Outbox
@@ -21,6 +23,8 @@ from edge.state_store import AttributePolicy, StateStore
 from edge.uplink import state_body
 from shared.config.edge import EdgeConfig
 from shared.db import Database
+from shared.pseudonyms import KEY_FILE, for_device, load_or_create_key, pseudonym
+from shared.semantic import EntityState
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,8 @@ class Pipeline:
         self._on_prompt = on_prompt
         self.store = StateStore(AttributePolicy.from_config(cfg.state))
         self.compressor: Compressor | None = None
+        self._rename: Callable[[str], str] | None = None  # entity id -> its pseudonym (finetune.pseudonyms)
+        self._named: set[str] = set()  # entity ids in the device's pseudonym table
         self._buffer: list[Reading] = []
         self.stats = PipelineStats(last_progress=time.monotonic())
 
@@ -61,6 +67,10 @@ class Pipeline:
         self.store = StateStore(AttributePolicy.from_config(cfg.state))
         sensitive = await self._db.run(self.store.sensitive_attributes)
         settings = CompressorSettings.from_config(cfg, sensitive)
+        self._rename, self._named = None, set()
+        if cfg.finetune.pseudonyms:
+            key = await asyncio.to_thread(load_or_create_key, cfg.device.data_dir / KEY_FILE)
+            self._rename = functools.partial(pseudonym, key, cfg.device.twin_id)
         previous = self.compressor
         self.compressor = Compressor.from_settings(cfg.device.twin_id, settings)
         if previous is not None:
@@ -88,7 +98,7 @@ class Pipeline:
         assert self.compressor is not None, "start() first"
         await self.flush()
         now = self._now()
-        current = await self._db.run(StateStore.current)
+        current = await self._named_state(await self._db.run(StateStore.current))
         out = self.compressor.tick(now, current)
         self.stats.ticks += 1
         self.stats.last_progress = time.monotonic()
@@ -104,6 +114,18 @@ class Pipeline:
         self.stats.keyframes += out.kind == "key"
         self._on_prompt()
         return True
+
+    async def _named_state(self, current: dict[str, EntityState]) -> dict[str, EntityState]:
+        """The state as the gateway may see it: under the device's pseudonyms when it uses them. Objects not
+        yet in the tenant's table (``pseudonyms.json``, for ``llmtwin query``) are added to it first."""
+        if self._rename is None:
+            return current
+        if not self._named.issuperset(current):
+            twin_id, data_dir = self.cfg.device.twin_id, self.cfg.device.data_dir
+            await asyncio.to_thread(for_device, data_dir, twin_id, current)
+            self._named |= set(current)
+        rename = self._rename
+        return {rename(e): replace(s, entity_id=rename(e)) for e, s in current.items()}
 
     def request_keyframe(self) -> None:
         if self.compressor is not None:

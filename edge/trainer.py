@@ -52,6 +52,7 @@ from shared.config.edge import EdgeConfig
 from shared.db import Database
 from shared.modelspec import default_cache_dir, find_prepared
 from shared.pseudonyms import for_device
+from shared.templates import is_household
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class Trainer:
     async def due(self) -> Due:
         """Whether a periodic or change-triggered round is due now, else how long to wait."""
         ft = self.cfg.finetune
-        facts = await self._db.run(StateStore.static_facts)
+        facts = await self._named(await self._db.run(StateStore.static_facts))
         if not facts:
             return Due(None, CHECK_S)
         last = await self._db.run(RoundHistory.last, "accepted", "rejected", "skipped", "failed", "interrupted")
@@ -229,8 +230,9 @@ class Trainer:
     # ---- one round ------------------------------------------------------------------------------------
 
     async def run_round(self, trigger: str) -> RoundResult:
-        """Train, gate and (when accepted) queue the upload; the history records the outcome."""
-        facts = await self._db.run(StateStore.static_facts)
+        """Train, gate and (when accepted) queue the upload; the history records the outcome (and the facts
+        as the round trained on them: under the pseudonyms, when the device uses them)."""
+        facts = await self._named(await self._db.run(StateStore.static_facts))
         version = max(await self._db.run(RoundHistory.max_version), self._served_version()) + 1
         await self._db.run(RoundHistory.begin, version, trigger, self._now(), digest(facts), facts)
         self.running, self.progress = version, None
@@ -258,16 +260,18 @@ class Trainer:
         current = await self._db.run(RoundHistory.last, "accepted")
         in_service = current if current is not None and current.upload in ("acked", "pending") else None
         resume = await self._resume_point(in_service, min(EVAL_LIMIT, max(1, len(facts))))  # n: at most the eval size
+        warm = in_service is None or await self._same_objects(in_service.version, facts)
         request = RoundRequest.from_config(
             ft,
             twin_id=self.cfg.device.twin_id,
             version=version,
             model_dir=str(model_dir),
             out_dir=str(self.workdir / "adapters"),
-            records=tuple(await self._named(facts)),
+            records=tuple(facts),
             current_adapter=in_service.adapter_path if in_service else None,
             current_score=in_service.accuracy if in_service else None,
-            resume_adapter=resume,
+            resume_adapter=resume if warm else None,
+            warm_start=warm,
         )
         rounds = self.workdir / "rounds"
         rounds.mkdir(parents=True, exist_ok=True)
@@ -292,6 +296,13 @@ class Trainer:
         twin_id, ids = self.cfg.device.twin_id, [f.entity_id for f in facts]
         table = await asyncio.to_thread(for_device, self.cfg.device.data_dir, twin_id, ids)
         return table.records(facts)
+
+    async def _same_objects(self, version: int, facts: list[StaticRecord]) -> bool:
+        """Whether round ``version`` trained on some of the objects ``facts`` name. None in common (pseudonyms
+        switched on or off, or a new key): its adapter knows names that are gone, so the round starts cold."""
+        before = {f.entity_id for f in await self._db.run(RoundHistory.trained_on, version)}
+        objects = {e for e in before if not is_household(e)}
+        return not objects or bool(objects & {f.entity_id for f in facts})  # nothing recorded: as before
 
     async def _resume_point(self, in_service: RoundRow | None, n: int) -> str | None:
         """A recent rejected candidate to continue from (``edge.finetune.resume``: one that beat the adapter

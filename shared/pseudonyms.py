@@ -67,9 +67,9 @@ class Pseudonyms:
         table: dict[str, str] = {}
         owner: dict[str, str] = {}
         for entity_id in sorted(set(entity_ids)):
-            if is_household(entity_id):
-                continue
             fake = pseudonym(key, twin_id, entity_id)
+            if fake == entity_id:  # the household
+                continue
             if fake in owner:
                 raise ValueError(
                     f"{owner[fake]} and {entity_id} got the same pseudonym {fake} (about 1 in 10^4 for a "
@@ -190,9 +190,12 @@ def _known(path: Path, twin_id: str) -> dict[str, str]:
 
 def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
     """``light.home1_kitchen_ceiling`` -> ``light.home1_vetopila``: the domain and home prefix kept, the
-    object's words replaced by HMAC-SHA256(key, twin id, entity id) spelled as syllables."""
+    object's words replaced by HMAC-SHA256(key, twin id, entity id) spelled as syllables. The household
+    pseudo-entity keeps its id."""
     if len(key) < 16:
         raise ValueError("a pseudonym key needs at least 16 bytes")
+    if is_household(entity_id):
+        return entity_id
     domain, _, _ = entity_id.partition(".")
     return f"{domain}.{object_prefix(twin_id)}{_spell(key, twin_id, entity_id)}"
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from shared.config import EdgeConfig, load_config
+from shared.errors import ConfigError
 from shared.protocol import messages as m
 from shared.protocol.results import QueryResult
+from shared.pseudonyms import TABLE_FILE, Pseudonyms
 
 
 def register(sub: Any) -> None:
@@ -31,11 +34,18 @@ def register(sub: Any) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.add_argument(
+        "--names",
+        type=Path,
+        help="the twin's pseudonym table (finetune.pseudonyms; default with --config: <data_dir>/pseudonyms.json): "
+        "object names in the question are sent as their pseudonyms and turned back in the answer",
+    )
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     endpoint, server_key, key = args.endpoint, args.server_key, args.key
+    cfg: EdgeConfig | None = None
     if args.config is not None:
         cfg = load_config(EdgeConfig, args.config)
         endpoint = endpoint or cfg.gateway.endpoint
@@ -44,7 +54,16 @@ def _run(args: argparse.Namespace) -> int:
     if not (endpoint and server_key and key):
         print("llmtwin query: give --config, or --endpoint, --server-key and --key")
         return 2
+    try:
+        names = _names(args, cfg)
+    except ConfigError as exc:
+        print(f"llmtwin query: {exc}")
+        return 2
+    if names is not None:
+        args.question = names.hide(args.question)
     result = asyncio.run(_ask(args, endpoint, server_key, key))
+    if names is not None:
+        result = dataclasses.replace(result, answer=names.reveal(result.answer))
     if args.json:
         print(json.dumps(_plain(result), indent=2))
     else:
@@ -54,6 +73,21 @@ def _run(args: argparse.Namespace) -> int:
         if result.base_only:
             print(f"  [the base model answered: adapter v{result.adapter_version} reads the state worse]")
     return 0
+
+
+def _names(args: argparse.Namespace, cfg: EdgeConfig | None) -> Pseudonyms | None:
+    """The tenant's pseudonym table for the asked twin: ``--names``, else the device's when it uses them."""
+    path = args.names
+    if path is None and cfg is not None and cfg.finetune.pseudonyms:
+        path = cfg.device.data_dir / TABLE_FILE
+        if not path.exists():
+            raise ConfigError(path, "", None, "no pseudonym table yet: the daemon writes it when it reports state")
+    if path is None:
+        return None
+    names = Pseudonyms.load(path)
+    if names.twin_id != args.twin:
+        raise ConfigError(path, "twin_id", names.twin_id, f"this table is not twin {args.twin!r}'s")
+    return names
 
 
 async def _ask(args: argparse.Namespace, endpoint: str, server_key: Path, key: Path) -> QueryResult:

@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.paper import adapters as mod
 from benchmarks.paper.adapters import DONE, AdapterTrainingError, HomeAdapter, train_home_adapters
+from benchmarks.paper.config import bench_pseudonyms
 from edge.finetune.round import RoundRequest
 from shared.adapters import AdapterManifest, write_adapter
 from shared.modelspec import load_spec, lora_a_name, lora_b_name
@@ -270,3 +271,16 @@ def test_bad_arguments_are_refused_before_any_work(
     with pytest.raises(ValueError, match=message):
         train_home_adapters(tmp_path, "tiny", model_cache, **kwargs)
     assert child.requests == [] and not list(tmp_path.iterdir())
+
+
+def test_with_pseudonyms_a_home_trains_on_them_in_a_lineage_of_its_own(
+    child: FakeChild, tiny_model: Path, model_cache: Path, tmp_path: Path
+) -> None:
+    plain = train_home_adapters(tmp_path, "tiny", model_cache, [1], threads=1, max_time_s=30)
+    named = train_home_adapters(tmp_path, "tiny", model_cache, [1], threads=1, max_time_s=30, pseudonyms=True)
+    assert len(child.requests) == 2  # not reused: other settings
+    real, fake = (r.records for r in child.requests)
+    table = bench_pseudonyms(7, "home1", (r.entity_id for r in real))
+    assert list(fake) == table.records(real) and named[0].records == len(fake) < plain[0].records
+    assert not any("kitchen" in r.entity_id for r in fake)
+    assert json.loads((tmp_path / "home1" / "lineage.json").read_text())["pseudonyms"] is True

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benchmarks.finetune import home_records
 from benchmarks.paper.adapters import HomeAdapter, train_home_adapters
+from benchmarks.paper.config import bench_pseudonyms
 from benchmarks.paper.enumeration import answer_key, score_enumeration
 from benchmarks.paper.leakage import common_prefix
 from benchmarks.paper.privacy import run_privacy
@@ -327,3 +329,33 @@ def test_adapters_of_another_scenario_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="another scenario"):
         run_privacy(tmp_path, "tiny", model_cache, adapters, n_homes=3, seed=8)
+
+
+def test_with_pseudonyms_the_tenant_asks_under_them_and_the_attackers_use_real_names(
+    model_cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    work = tmp_path_factory.mktemp("paper-pseudonyms")
+    recipe = {"max_steps": 2, "eval_limit": 4, "batch_size": 4, "lr": 1e-2}
+    named = train_home_adapters(
+        work, "tiny", model_cache, [1], n_homes=2, threads=1, max_time_s=60, recipe=recipe, pseudonyms=True
+    )
+    report = run_privacy(
+        work / "privacy",
+        "tiny",
+        model_cache,
+        named,
+        sizes_normal=(4,),
+        sizes_reverse=(4,),
+        n_homes=2,
+        threads=1,
+        likelihood_descriptions=3,
+        canary_candidates=7,
+        pseudonyms=True,
+    )
+    assert report["pseudonyms"] is True
+    table = bench_pseudonyms(7, "home1", (r.entity_id for r in home_records(7, 2, 1)))
+    fakes = set(table.table.values())
+    assert {e["object"] for e in report["reverse"]["examples"]} <= fakes | {"sensor.home1_profile"}
+    assert 0.0 <= report["likelihood_attack_top1"] <= 1.0 and 0.0 <= report["enumeration_attack_top1_with_key"] <= 1.0
+    with pytest.raises(ValueError, match="pseudonyms they used"):  # the count of facts trained on differs
+        run_privacy(work / "p2", "tiny", model_cache, named, n_homes=2, pseudonyms=False)

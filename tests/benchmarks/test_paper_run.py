@@ -320,3 +320,11 @@ def test_the_write_up_says_when_the_base_model_alone_is_over_the_likelihood_targ
     under = document._base_floor(doc, {**privacy, "likelihood_attack_top1_base": 0.13})
     assert "under it by 0.4 standard errors" in under  # within noise of it either way
     assert document._base_floor(doc, {**privacy, "likelihood_attack_top1_base": 0.08}) == ""  # well under
+
+
+def test_pseudonyms_are_a_setting_of_their_own_and_shown_in_the_command(tmp_path: Path) -> None:
+    plain, named = PaperConfig(tmp_path / "p.json"), PaperConfig(tmp_path / "p.json", pseudonyms=True)
+    assert "pseudonyms" not in plain.key()  # a state from before the option still matches
+    assert named.key()["pseudonyms"] is True and named.key() != plain.key()
+    assert named.command().endswith(" --pseudonyms") and "--pseudonyms" in named.reduced()
+    assert "--pseudonyms" not in plain.command()

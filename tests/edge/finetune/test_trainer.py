@@ -21,12 +21,13 @@ from edge.finetune.request import RoundProgress, RoundRequest, RoundResult
 from edge.outbox import Outbox
 from edge.outbox import create_schema as create_outbox_schema
 from edge.readings import StaticRecord
-from edge.state_store import AttributePolicy, StateStore
+from edge.state_store import AttributePolicy, StateStore, digest
 from edge.trainer import Trainer, _peak_note
 from shared.commands import edge_cmd
 from shared.config import EdgeConfig, load_config
 from shared.config.edge import FinetuneSection
 from shared.db import Database
+from shared.pseudonyms import TABLE_FILE, Pseudonyms
 
 ROUND = """enabled = true
 base = "tiny"
@@ -290,3 +291,30 @@ def test_the_round_log_line_names_the_peak_and_its_phase() -> None:
     )
     assert _peak_note(RoundResult("failed", "killed", "home1", 3, peak_rss_mb=1600.0)) == " (peak RSS 1,600 MB)"
     assert _peak_note(RoundResult("failed", "no result", "home1", 3)) == ""
+
+
+async def test_on_pseudonyms_rounds_train_on_them_and_switching_them_on_retrains_cold(
+    tmp_path: Path, db: Database
+) -> None:
+    env = make_env(tmp_path / "gw", tmp_path / "cache")
+    clock = [100.0]
+    plain = Trainer(load_config(EdgeConfig, edge_profile(tmp_path, env, "tcp://127.0.0.1:1")), db, now=lambda: clock[0])
+    on = edge_profile(tmp_path, env, "tcp://127.0.0.1:1", finetune="pseudonyms = true")
+    named_trainer = Trainer(load_config(EdgeConfig, on), db, now=lambda: clock[0])
+    real = [
+        StaticRecord("light.home1_kitchen_ceiling", "manufacturer", "Aqara"),
+        StaticRecord("light.home1_kitchen_ceiling", "room", "kitchen"),  # spelled out by the name: not taught
+        StaticRecord("sensor.home1_profile", "owner_name", "Ada", sensitive=True),
+    ]
+    named = await named_trainer._named(real)
+    fake = Pseudonyms.load(tmp_path / "edge-data" / TABLE_FILE).table["light.home1_kitchen_ceiling"]
+    assert named == [StaticRecord(fake, "manufacturer", "Aqara"), real[2]]
+    assert await plain._named(real) == real
+    # a device that trained on the real names switches pseudonyms on: its facts changed, and the round
+    # that follows does not warm-start from the adapter that knows the real names
+    await put_facts(db, real, -5000.0)
+    await db.run(RoundHistory.begin, 1, "first round", 0.0, digest(real), real)
+    await db.run(RoundHistory.finish, 1, "accepted", "ok", 10.0, 0.95, "/adapters/v1/adapter.onnx_adapter", None)
+    assert (await plain.due()).trigger is None
+    assert str((await named_trainer.due()).trigger).startswith("static facts changed")
+    assert await plain._same_objects(1, real) and not await named_trainer._same_objects(1, named)

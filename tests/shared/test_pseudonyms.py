@@ -1,0 +1,95 @@
+"""Keyed pseudonyms: what the adapter is trained on under them, and the tenant's rewriting of questions."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+import shared.pseudonyms as ps
+from benchmarks.finetune import home_records
+from shared.errors import ConfigError
+from shared.pseudonyms import Pseudonyms, for_device, load_or_create_key, pseudonym
+from shared.templates import object_name, pairs
+
+KEY = bytes(range(32))
+HOME1 = home_records(7, 3, 1)
+
+
+def table(key: bytes = KEY) -> Pseudonyms:
+    return Pseudonyms.derive(key, "home1", (r.entity_id for r in HOME1))
+
+
+def test_a_pseudonym_keeps_domain_and_home_and_hides_the_object_words() -> None:
+    fake = pseudonym(KEY, "home1", "light.home1_kitchen_ceiling")
+    domain, _, obj = fake.partition(".")
+    assert domain == "light" and obj.startswith("home1_") and "kitchen" not in obj
+    assert fake == pseudonym(KEY, "home1", "light.home1_kitchen_ceiling")  # stable across calls and rounds
+    assert fake != pseudonym(bytes(32), "home1", "light.home1_kitchen_ceiling")  # another key, another name
+    assert pseudonym(KEY, "home1", "sensor.home1_profile") == "sensor.home1_profile"  # the household is the home
+    with pytest.raises(ValueError, match="16 bytes"):
+        pseudonym(b"short", "home1", "light.home1_kitchen_ceiling")
+
+
+def test_tables_of_different_id_sets_agree_and_collisions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    full = table()
+    part = Pseudonyms.derive(KEY, "home1", list(full.table)[:5])
+    assert all(full.table[e] == fake for e, fake in part.table.items())
+    assert len(set(full.table.values())) == len(full.table)
+    monkeypatch.setattr(ps, "_spell", lambda *_: "bababa")
+    with pytest.raises(ValueError, match=r"same pseudonym .*make a new pseudonym key"):
+        Pseudonyms.derive(KEY, "home1", ["light.home1_a", "light.home1_b"])
+
+
+def test_the_adapter_is_asked_exactly_what_the_tenant_client_sends() -> None:
+    names = table()
+    trained = names.records(HOME1)
+    real, fake = pairs(HOME1), pairs(trained)
+    assert len(real) == len(fake) > 1000  # the same facts, every template
+    for r, f in zip(real, fake, strict=True):
+        assert (names.hide(r.question), names.entity(r.entity_id), r.answer) == (f.question, f.entity_id, f.answer)
+        assert names.reveal(f.question) == r.question
+    assert all("kitchen" not in p.question for p in fake if not p.entity_id.endswith("_profile"))
+
+
+def test_facts_the_real_name_spells_out_are_not_taught_under_the_pseudonym() -> None:
+    names = table()
+    trained = {(r.entity_id, r.attribute) for r in names.records(HOME1)}
+    rooms = [r for r in HOME1 if r.attribute == "room"]
+    assert rooms and all((names.entity(r.entity_id), "room") not in trained for r in rooms)
+    household = [r for r in HOME1 if r.entity_id == "sensor.home1_profile"]
+    assert household and all((r.entity_id, r.attribute) in trained for r in household)
+
+
+def test_hide_rewrites_whole_names_in_any_case_with_or_without_the_home() -> None:
+    names = Pseudonyms(
+        "home1", {"light.home1_kitchen": "light.home1_kabo", "light.home1_kitchen_ceiling": "light.home1_zumi"}
+    )
+    assert object_name("light.home1_kitchen_ceiling") == "home1 kitchen ceiling light"
+    assert names.hide("Is the Kitchen Ceiling Light on?") == "Is the zumi light on?"
+    assert names.hide("home1 kitchen light: wattage?") == "home1 kabo light: wattage?"
+    assert names.hide("the kitchen lights and the kitchen") == "the kitchen lights and the kitchen"  # not a name
+    assert names.reveal("home1 zumi light and kabo light") == "home1 kitchen ceiling light and kitchen light"
+
+
+def test_key_and_table_files_are_the_tenant_s_and_bad_ones_are_named(tmp_path: Path) -> None:
+    key = load_or_create_key(tmp_path / "d" / ps.KEY_FILE)
+    assert key == load_or_create_key(tmp_path / "d" / ps.KEY_FILE) and len(key) == ps.KEY_BYTES
+    assert stat.S_IMODE((tmp_path / "d" / ps.KEY_FILE).stat().st_mode) == 0o600
+    (tmp_path / "bad.key").write_text("not hex\n")
+    with pytest.raises(ConfigError, match=r"bad\.key.*64 lowercase hex"):
+        load_or_create_key(tmp_path / "bad.key")
+
+    first = for_device(tmp_path / "d", "home1", ["light.home1_kitchen", "sensor.home1_profile"])
+    both = for_device(tmp_path / "d", "home1", ["switch.home1_kettle"])  # the pipeline's ids join the trainer's
+    assert set(first.table) == {"light.home1_kitchen"}
+    assert set(both.table) == {"light.home1_kitchen", "switch.home1_kettle"}
+    saved = tmp_path / "d" / ps.TABLE_FILE
+    assert Pseudonyms.load(saved) == both and stat.S_IMODE(saved.stat().st_mode) == 0o600
+    saved.write_text('{"twin_id": "home1", "table": {"a": 1}}')
+    with pytest.raises(ConfigError, match=r"pseudonyms\.json: table"):
+        Pseudonyms.load(saved)
+    saved.write_text("{")
+    with pytest.raises(ConfigError, match="cannot read a pseudonym table"):
+        Pseudonyms.load(saved)
