@@ -177,9 +177,9 @@ def _reading(doc: Doc) -> str:
         "",
         "When every answer is right, exactly the true object answers the value, because a description's value is "
         "unique among its candidates. So a twin that meets the normal-accuracy target (≥ 0.97) gives an attacker "
-        "who can ask it by name a top-1 near that accuracy, and the likelihood target (≤ chance + 0.02) cannot "
-        "hold at the same time against that attacker. The two targets pull against each other: the better the "
-        "twin answers its owner, the better the attacker ranks.",
+        "who can ask it by the names it was trained on a top-1 near that accuracy, and the likelihood target "
+        "(≤ chance + 0.02) cannot hold at the same time against that attacker. The two targets pull against each "
+        "other, unless the names the twin knows are not the names the attacker knows (below).",
         "",
         f"The cross-home owner attack (which home's twin scores a household secret highest) reaches "
         f"{num(owner.get('top1'))} against chance {num(owner.get('chance'))}. Canary exposure is high for the same "
@@ -188,12 +188,32 @@ def _reading(doc: Doc) -> str:
         "What holds these attackers back is access. The gateway returns generated text only, never "
         "log-likelihoods, and only to the tenant that owns the twin (CURVE + per-message tenant checks, "
         "`llmtwin bench chaos`). So the attacker needs the owner's keys, or the adapter weights themselves, "
-        "i.e. a compromised gateway or device. Against that, the adapter is no better protected than the facts "
-        "it encodes. Keeping these attacks at chance against someone holding the adapter would take an adapter "
-        "that does not know the names the attacker uses, e.g. keyed pseudonyms of the objects whose key stays "
-        "with the tenant. That is not built.",
+        "i.e. a compromised gateway or device.",
+        "",
+        _pseudonyms(privacy),
     ]
     return "\n".join(lines)
+
+
+def _pseudonyms(privacy: Mapping[str, Any]) -> str:
+    """What keyed pseudonyms did in this run, or that the run trained on the real names."""
+    if not privacy.get("pseudonyms"):
+        return (
+            "Against someone holding the adapter, it is no better protected than the facts it encodes, when it "
+            "was trained on the names the attacker uses, as in this run. Devices can train on keyed pseudonyms "
+            "of their objects instead (`finetune.pseudonyms = true`, measured with `llmtwin bench paper "
+            "--pseudonyms`): the key and the name table stay with the tenant."
+        )
+    keyed = privacy.get("enumeration_attack_top1_with_key")
+    return (
+        "The homes of this run trained on keyed pseudonyms of their objects (`finetune.pseudonyms`, "
+        "`shared.pseudonyms`): every question the twin learnt names \"home1 vetopila light\", not the real object, "
+        "and the tenant's client rewrites names on the way out and back. The attackers above hold the adapter "
+        "and name the home's objects by their real names, which the adapter never saw; that is why they rank "
+        "about as the base model does. With the tenant's key (the tenant itself, or whoever steals the key and "
+        f"the table), the enumeration attacker reaches {num(keyed)}: the twin still knows every fact, under "
+        "names only the key resolves."
+    )
 
 
 def _base_floor(doc: Doc, privacy: Mapping[str, Any]) -> str:
