@@ -205,14 +205,21 @@ def _pseudonyms(privacy: Mapping[str, Any]) -> str:
             "--pseudonyms`): the key and the name table stay with the tenant."
         )
     keyed = privacy.get("enumeration_attack_top1_with_key")
+    linking = privacy.get("linking_attack") or {}
     return (
         "The homes of this run trained on keyed pseudonyms of their objects (`finetune.pseudonyms`, "
-        "`shared.pseudonyms`): every question the twin learnt names \"home1 vetopila light\", not the real object, "
-        "and the tenant's client rewrites names on the way out and back. The attackers above hold the adapter "
-        "and name the home's objects by their real names, which the adapter never saw; that is why they rank "
-        "about as the base model does. With the tenant's key (the tenant itself, or whoever steals the key and "
-        f"the table), the enumeration attacker reaches {num(keyed)}: the twin still knows every fact, under "
-        "names only the key resolves."
+        '`shared.pseudonyms`): every question the twin learnt names "home1 vetopila light", not the real object, '
+        "and the tenant's client rewrites names on the way out and back. The likelihood and enumeration "
+        "attackers above hold the adapter and name the home's objects by their real names, which the adapter "
+        "never saw. With the tenant's key (the tenant itself, or whoever steals the key and the table), the "
+        f"enumeration attacker reaches {num(keyed)}: the twin still knows every fact, under names only the key "
+        "resolves. Without the key, an attacker who also holds the gateway's pseudonymous ids can ask every "
+        'pseudonym, find the one holding the value, and read its domain, which a pseudonym keeps ("light") so '
+        "that state matching and aggregates work; then it can only guess among the home's objects of that "
+        f"domain: expected top-1 **{num(privacy.get('linking_attack_top1'))}**, where knowing the domain of "
+        f"every value would give {num(linking.get('bound'))}. That is what an object's type gives away, and the "
+        "facts themselves carry it (only lights have a brightness range), so no naming of the objects "
+        "takes it back."
     )
 
 

@@ -32,7 +32,50 @@ _EXTRA_TOKENS = 2  # beyond the longest value asked about: its eos, and one to s
 
 def enumeration_attack(engine: Engine, slots: Mapping[str, int], chosen: Sequence[Description]) -> dict[str, Any]:
     """Top-1 of the enumeration attacker over ``chosen``; ``slots`` maps a twin id to its bank slot."""
-    return score_enumeration(chosen, _answers(engine, slots, chosen))
+    return score_enumeration(chosen, ask_candidates(engine, slots, chosen))
+
+
+def linking_attack(
+    chosen: Sequence[Description], keyed: Sequence[Description], answers: Mapping[tuple[str, str, str], str]
+) -> dict[str, Any]:
+    """The attacker against pseudonyms who holds the adapter and the gateway's pseudonymous ids, not the key.
+
+    ``keyed`` are ``chosen`` with every candidate under its pseudonym, ``answers`` the twins' answers to
+    them (:func:`ask_candidates`). The attacker asks every pseudonym of the home the forward question, finds
+    the one whose answer is the value, and reads its domain, which the pseudonym keeps ("vetopila light");
+    then it can only guess among the home's real candidates of that domain. Its expected top-1 is the mean
+    of 1 / (candidates of that domain) where it found the true pseudonym, and 1 / candidates where it found
+    none or several (a guess among all). ``bound`` is the same with every pseudonym found: what the domain
+    alone gives away.
+    """
+    expected: list[float] = []
+    bound: list[float] = []
+    for real, fake in zip(chosen, keyed, strict=True):
+        value = normalize_answer(real.value)
+        found = [i for i, c in enumerate(fake.candidates) if answers[answer_key(fake.twin_id, c)] == value]
+        domain = _domain(real.candidates[real.true_index])
+        same = sum(_domain(c) == domain for c in real.candidates)
+        bound.append(1 / same)
+        if len(found) != 1:
+            expected.append(1 / len(real.candidates))
+        elif found[0] == real.true_index:
+            expected.append(1 / same)
+        else:
+            expected.append(0.0)  # the wrong pseudonym: its domain's candidates never hold the true object
+    return {
+        "linking_attack_top1": round(sum(expected) / len(expected), 4) if expected else None,
+        "linking_attack": {
+            "descriptions": len(expected),
+            "bound": round(sum(bound) / len(bound), 4) if bound else None,
+            "method": "the enumeration attack on the home's pseudonyms (the gateway's ids), then a uniform guess "
+            "among the real candidates of the found pseudonym's domain; expected top-1. bound: every "
+            "pseudonym found, i.e. what an object's domain gives away",
+        },
+    }
+
+
+def _domain(pair: QAPair) -> str:
+    return pair.entity_id.partition(".")[0]
 
 
 def score_enumeration(chosen: Sequence[Description], answers: Mapping[tuple[str, str, str], str]) -> dict[str, Any]:
@@ -70,7 +113,7 @@ def answer_key(twin_id: str, pair: QAPair) -> tuple[str, str, str]:
     return twin_id, pair.entity_id, pair.attribute
 
 
-def _answers(
+def ask_candidates(
     engine: Engine, slots: Mapping[str, int], chosen: Sequence[Description]
 ) -> dict[tuple[str, str, str], str]:
     """Every candidate question of ``chosen`` asked once to its home's twin: normalised answer per key."""

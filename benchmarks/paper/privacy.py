@@ -38,7 +38,7 @@ from typing import Any
 from benchmarks.finetune import home_records, prepared_model
 from benchmarks.paper.adapters import HomeAdapter
 from benchmarks.paper.config import bench_pseudonyms
-from benchmarks.paper.enumeration import enumeration_attack
+from benchmarks.paper.enumeration import ask_candidates, enumeration_attack, linking_attack, score_enumeration
 from benchmarks.paper.leakage import canary_exposure, likelihood_attack, owner_attack, pick_descriptions
 from benchmarks.paper.scoring import LikelihoodScorer
 from edge.finetune.dataset import Example, build_dataset
@@ -75,7 +75,9 @@ def run_privacy(
     With ``pseudonyms`` (the homes trained on ``bench_pseudonyms``), normal and reverse prompts are asked
     as the tenant's client sends them (under the pseudonyms), the likelihood and enumeration attackers
     use the homes' real object names (they hold the adapter, not the key), and the enumeration is also
-    run with the key (``enumeration_attack_top1_with_key``: what the tenant, or a thief of the key, gets)."""
+    run on the pseudonyms: with the key (``enumeration_attack_top1_with_key``: what the tenant, or a thief
+    of the key, gets), and without it, linking the pseudonym found to a real object by its domain
+    (``linking_attack_top1``, ``enumeration.linking_attack``)."""
     if not adapters:
         raise ValueError("run_privacy needs at least one home adapter")
     if not sizes_normal or not sizes_reverse or min(*sizes_normal, *sizes_reverse) < 1:
@@ -118,9 +120,11 @@ def run_privacy(
     _say(f"enumeration attack ({len(chosen)} descriptions: every candidate's forward question) on the ONNX engine")
     report |= enumeration_attack(engine, slots, chosen)
     if names:
-        _say("enumeration attack again, with the tenant's pseudonym key")
+        _say("enumeration attack on the pseudonyms: with the key, and linking them by domain without it")
         keyed = [replace(d, candidates=tuple(names[d.twin_id].pair(c) for c in d.candidates)) for d in chosen]
-        report["enumeration_attack_top1_with_key"] = enumeration_attack(engine, slots, keyed)["enumeration_attack_top1"]
+        answers = ask_candidates(engine, slots, keyed)
+        report["enumeration_attack_top1_with_key"] = score_enumeration(keyed, answers)["enumeration_attack_top1"]
+        report |= linking_attack(chosen, keyed, answers)
     seconds["enumeration"] = round(time.monotonic() - start, 1)
     del engine
 

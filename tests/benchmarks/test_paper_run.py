@@ -334,5 +334,7 @@ def test_the_write_up_says_whether_the_homes_trained_on_pseudonyms() -> None:
     from benchmarks.paper import document
 
     assert "as in this run" in document._pseudonyms({}) and "--pseudonyms" in document._pseudonyms({})
-    named = document._pseudonyms({"pseudonyms": True, "enumeration_attack_top1_with_key": 0.98})
+    privacy = {"pseudonyms": True, "enumeration_attack_top1_with_key": 0.98, "linking_attack_top1": 0.2}
+    named = document._pseudonyms({**privacy, "linking_attack": {"bound": 0.23}})
     assert "trained on keyed pseudonyms" in named and "the enumeration attacker reaches 0.98" in named
+    assert "expected top-1 **0.2**, where knowing the domain of every value would give 0.23" in named
