@@ -24,7 +24,16 @@ from typing import Final, Literal
 
 from shared.config.edge import EdgeConfig
 from shared.errors import SemanticError
-from shared.semantic import EntityState, Prompt, Value, apply, decode_prompt, encode_prompt, format_value
+from shared.semantic import (
+    SENSOR_QUANTITIES,
+    EntityState,
+    Prompt,
+    Value,
+    apply,
+    decode_prompt,
+    encode_prompt,
+    format_value,
+)
 
 TickKind = Literal["key", "delta"]
 
@@ -110,9 +119,6 @@ def _decimals(step: float) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-SENSOR_QUANTITIES: Final = (
-    "temperature", "humidity", "illuminance", "power", "energy", "battery", "pressure", "co2",
-)  # fmt: skip
 
 
 def state_quantity(entity: EntityState) -> str | None:

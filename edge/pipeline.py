@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,12 +24,14 @@ from edge.state_store import AttributePolicy, StateStore
 from edge.uplink import state_body
 from shared.config.edge import EdgeConfig
 from shared.db import Database
+from shared.errors import ConfigError
 from shared.pseudonyms import KEY_FILE, for_device, load_or_create_key, pseudonym
 from shared.semantic import EntityState
 
 log = logging.getLogger(__name__)
 
 MAX_BUFFER = 10_000
+_ENTITY_ID = re.compile(r"[a-z_]+\.[a-z0-9_]+")
 
 
 @dataclass
@@ -116,17 +119,30 @@ class Pipeline:
         return True
 
     async def _named_state(self, current: dict[str, EntityState]) -> dict[str, EntityState]:
-        """The state as the gateway may see it: under the device's pseudonyms when it uses them. Objects not
-        yet in the tenant's table (``pseudonyms.json``, for ``llmtwin query``) are added to it first."""
+        """The state as the gateway may see it: under the device's pseudonyms when it uses them (ids, and
+        attribute values that are ids, as a group's members). Objects not yet in the tenant's table
+        (``pseudonyms.json``, for ``llmtwin query``) are added to it first; if that fails (a pseudonym
+        collision), nothing is sent rather than the real names."""
         if self._rename is None:
             return current
         if not self._named.issuperset(current):
-            twin_id, data_dir = self.cfg.device.twin_id, self.cfg.device.data_dir
-            await asyncio.to_thread(for_device, data_dir, twin_id, current)
+            try:
+                await asyncio.to_thread(for_device, self.cfg.device.data_dir, self.cfg.device.twin_id, current)
+            except (OSError, ValueError, ConfigError) as exc:
+                log.error("state not sent: the pseudonym table cannot be extended: %s", exc)
+                return {}
             self._named |= set(current)
         rename = self._rename
-        return {rename(e): replace(s, entity_id=rename(e)) for e, s in current.items()}
+        return {rename(e): _renamed(s, rename) for e, s in current.items()}
 
     def request_keyframe(self) -> None:
         if self.compressor is not None:
             self.compressor.request_keyframe()
+
+
+def _renamed(state: EntityState, rename: Callable[[str], str]) -> EntityState:
+    """``state`` with its id, and every attribute value that is an entity id, under its pseudonym."""
+    attributes = tuple(
+        (k, rename(v) if isinstance(v, str) and _ENTITY_ID.fullmatch(v) else v) for k, v in state.attributes
+    )
+    return replace(state, entity_id=rename(state.entity_id), attributes=attributes)

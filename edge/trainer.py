@@ -50,6 +50,7 @@ from edge.state_store import StateStore, change_fraction, digest
 from shared.adapters import manifest_path
 from shared.config.edge import EdgeConfig
 from shared.db import Database
+from shared.errors import ConfigError
 from shared.modelspec import default_cache_dir, find_prepared
 from shared.pseudonyms import for_device
 from shared.templates import is_household
@@ -259,8 +260,8 @@ class Trainer:
             return RoundResult("failed", why, self.cfg.device.twin_id, version)
         current = await self._db.run(RoundHistory.last, "accepted")
         in_service = current if current is not None and current.upload in ("acked", "pending") else None
-        resume = await self._resume_point(in_service, min(EVAL_LIMIT, max(1, len(facts))))  # n: at most the eval size
         warm = in_service is None or await self._same_objects(in_service.version, facts)
+        resume = await self._resume_point(in_service, min(EVAL_LIMIT, max(1, len(facts))), facts)  # n: <= eval size
         request = RoundRequest.from_config(
             ft,
             twin_id=self.cfg.device.twin_id,
@@ -270,8 +271,8 @@ class Trainer:
             records=tuple(facts),
             current_adapter=in_service.adapter_path if in_service else None,
             current_score=in_service.accuracy if in_service else None,
-            resume_adapter=resume if warm else None,
-            warm_start=warm,
+            resume_adapter=resume,
+            warm_start=warm or resume is not None,
         )
         rounds = self.workdir / "rounds"
         rounds.mkdir(parents=True, exist_ok=True)
@@ -294,7 +295,11 @@ class Trainer:
         if not self.cfg.finetune.pseudonyms:
             return facts
         twin_id, ids = self.cfg.device.twin_id, [f.entity_id for f in facts]
-        table = await asyncio.to_thread(for_device, self.cfg.device.data_dir, twin_id, ids)
+        try:
+            table = await asyncio.to_thread(for_device, self.cfg.device.data_dir, twin_id, ids)
+        except (OSError, ValueError, ConfigError) as exc:  # a pseudonym collision, a bad key: train nothing, not names
+            log.error("fine-tuning paused: no pseudonyms for the static facts: %s", exc)
+            return []
         return table.records(facts)
 
     async def _same_objects(self, version: int, facts: list[StaticRecord]) -> bool:
@@ -304,17 +309,23 @@ class Trainer:
         objects = {e for e in before if not is_household(e)}
         return not objects or bool(objects & {f.entity_id for f in facts})  # nothing recorded: as before
 
-    async def _resume_point(self, in_service: RoundRow | None, n: int) -> str | None:
+    async def _resume_point(self, in_service: RoundRow | None, n: int, facts: list[StaticRecord]) -> str | None:
         """A recent rejected candidate to continue from (``edge.finetune.resume``: one that beat the adapter
-        in service, or a newer one within the eval's noise of it). None: start from the adapter in service."""
+        in service, or a newer one within the eval's noise of it). None: start from the adapter in service.
+        Only candidates trained on the objects of ``facts`` count; an adapter in service trained on others
+        (pseudonyms switched) is no yardstick, so the best of them is taken, as below the gate."""
         recent = await self._db.run(RoundHistory.recent, 10)
         candidates = [
             Candidate(r.version, r.accuracy, r.adapter_path)
             for r in recent
-            if r.status == "rejected" and r.adapter_path and r.accuracy is not None
+            if r.status == "rejected"
+            and r.adapter_path
+            and r.accuracy is not None
+            and await self._same_objects(r.version, facts)
         ]
         version = in_service.version if in_service is not None else None
-        accuracy = in_service.accuracy if in_service is not None else None
+        same = in_service is not None and await self._same_objects(in_service.version, facts)
+        accuracy = in_service.accuracy if in_service is not None and same else None
         return resume_point(candidates, version, accuracy, n)  # (a resume file that is gone: the one in service)
 
     def _on_progress(self, progress: RoundProgress) -> None:

@@ -10,20 +10,25 @@ tenant. The tenant's query client rewrites names to pseudonyms before a question
 database and the adapter never see which pseudonym is which object. An attacker who asks or scores the
 adapter by real names gets what the base model would guess.
 
-What a pseudonym keeps: the home prefix (the twin id, which the gateway knows anyway) and the entity's
-domain (``light``), which the attributes asked about mostly imply and which lets the twin read state
-and serve typed aggregates. What it hides: the object's own words (room, position, make-up of the name).
-The household pseudo-entity (``sensor.<home>_profile``) is the home itself and keeps its name; its facts
-are guarded by the trained declines instead (``edge.finetune.declines``).
+What a pseudonym keeps: the home prefix (the twin id, which the gateway knows anyway), the entity's
+domain (``light``) and a kind word at the end of its id (:data:`KINDS`: ``sensor.home1_kitchen_temperature``
+-> ``sensor.home1_vetopila_temperature``, ``lock.home1_hallway_front_door`` -> ``lock.home1_zadufo_door``).
+The attributes asked about mostly imply those anyway, and they are what the compressor's deadbands, the
+gateway's state matching and aggregates, and the trained state readings go by. What it hides: the
+object's own words (room, position, make-up of the name). Objects with the same words (a front door's
+lock and its contact sensor) get the same pseudonymous words, so a name maps one way whatever the
+domain. The household pseudo-entity (``sensor.<home>_profile``) is the home itself and keeps its name;
+its facts are guarded by the trained declines instead (``edge.finetune.declines``).
 
-A pseudonym is HMAC-SHA256(key, twin id + entity id) spelled as four consonant-vowel syllables (24M
-spellings per domain and home), so it is stable across rounds and new objects, and unpredictable
-without the key. Two objects of one home and domain whose spellings collide (about 1 in 10^4 for a
-home with 100 objects of a domain) are refused with the advice to make a new key.
+The word is HMAC-SHA256(key, twin id + the object's words) spelled as four consonant-vowel syllables
+(24M spellings), so it is stable across rounds and new objects, and unpredictable without the key. Two
+objects whose words spell alike (about 1 in 10^4 for a home of 100 objects) are refused with the advice
+to make a new key.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -31,6 +36,8 @@ import json
 import os
 import re
 import secrets
+import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,13 +45,19 @@ from typing import TypeVar
 
 from shared.errors import ConfigError
 from shared.files import atomic_write_bytes
-from shared.semantic import object_prefix
+from shared.semantic import SENSOR_QUANTITIES, object_prefix
 from shared.templates import FactLike, QAPair, is_household, mentions, object_name, render_value
 
 KEY_BYTES = 32
 KEY_FILE = "pseudonym.key"  # in the device's data_dir: the tenant's key
 TABLE_FILE = "pseudonyms.json"  # beside it: names -> pseudonyms, for the tenant's query client
 SYLLABLES = 4
+# a kind, kept as the pseudonym's last word: what a sensor measures or watches, as the compressor, the gateway and
+# the state readings read it from the id's last word; a door's lock, cover and contact sensor keep "door" alike
+KINDS = (*SENSOR_QUANTITIES, "motion", "door", "window", "gate", "smoke", "leak", "occupancy", "presence", "contact")
+# static attributes that name the object in other words: never trained under pseudonyms
+NAME_ATTRIBUTES = frozenset(("friendly_name", "name", "icon", "entity_picture"))
+_LOCK = threading.Lock()  # the trainer's and the pipeline's threads both extend the table file
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _KEY_HEX = re.compile(r"[0-9a-f]{64}")
@@ -55,15 +68,16 @@ F = TypeVar("F", bound=FactLike)
 
 @dataclass(frozen=True)
 class Pseudonyms:
-    """One home's table: real entity id -> pseudonymous entity id (household and foreign ids unmapped)."""
+    """One home's table: real entity id -> pseudonymous entity id (the household is not in it)."""
 
     twin_id: str
     table: Mapping[str, str]
 
     @classmethod
     def derive(cls, key: bytes, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
-        """The table for ``entity_ids`` of ``twin_id`` under ``key``. Each pseudonym depends on its own
-        entity id only (:func:`pseudonym`), so tables of different id sets agree where they overlap."""
+        """The table for ``entity_ids`` of ``twin_id`` under ``key`` (the household left out). Each pseudonym
+        depends on its own entity id only (:func:`pseudonym`), so tables of different id sets agree where
+        they overlap. ValueError when two ids get the same pseudonym."""
         table: dict[str, str] = {}
         owner: dict[str, str] = {}
         for entity_id in sorted(set(entity_ids)):
@@ -83,20 +97,38 @@ class Pseudonyms:
         return self.table.get(entity_id, entity_id)
 
     def records(self, records: Iterable[F]) -> list[F]:
-        """``records`` with every entity id replaced by its pseudonym (dataclass records), less the facts
-        that the real name spells out: a "kitchen ceiling light" is not asked its room under its real name
-        (``shared.templates.is_one_way``), and under the pseudonym that answer would tie it back to the name."""
+        """``records`` as the device trains on them (dataclass records): every entity id, and every object
+        name in a text value, under its pseudonym. Left out: the facts that name the object in other words
+        (:data:`NAME_ATTRIBUTES`), and those its own words spell out: a "kitchen ceiling light" is not asked
+        its room under its real name (``shared.templates.is_one_way``), and under the pseudonym that answer
+        would tie it back to the name."""
         out: list[F] = []
         for r in records:
             fake = self.entity(r.entity_id)
-            if fake != r.entity_id and mentions(object_name(r.entity_id), render_value(r.attribute, r.value)):
+            if fake != r.entity_id and self._names_itself(r):
                 continue
-            out.append(replace(r, entity_id=fake))  # type: ignore[type-var]
+            value = r.value
+            if isinstance(value, str):
+                value = self.hide(value)
+            elif isinstance(value, tuple):
+                value = tuple(self.hide(v) for v in value)
+            out.append(replace(r, entity_id=fake, value=value))  # type: ignore[type-var]
         return out
 
+    def _names_itself(self, record: FactLike) -> bool:
+        """Whether a fact's value names its object: a name attribute, or a value its own words spell out."""
+        value = render_value(record.attribute, record.value)
+        return record.attribute in NAME_ATTRIBUTES or mentions(self._words(record.entity_id), value)
+
+    def _words(self, entity_id: str) -> str:
+        """An object's own words, without its home and domain: "kitchen ceiling"."""
+        return entity_id.partition(".")[2].removeprefix(object_prefix(self.twin_id)).replace("_", " ")
+
     def hide(self, text: str) -> str:
-        """``text`` with each object's name ("home1 kitchen ceiling light", or without "home1 ") replaced
-        by its pseudonym's, the prefix kept as it was written. Case-insensitive, whole words."""
+        """``text`` with each object's name replaced by its pseudonym's: the full name ("home1 kitchen ceiling
+        light", "kitchen ceiling light") and the object's own words as state lines write them ("kitchen
+        ceiling", "home1 kitchen ceiling"). Case-insensitive, whole words, the longest first. A name worded
+        otherwise ("the ceiling lamp") is not recognised and leaves as written."""
         return self._hiding(text)
 
     def reveal(self, text: str) -> str:
@@ -116,16 +148,16 @@ class Pseudonyms:
         return _rewriter(self._names(reverse=True))
 
     def _names(self, *, reverse: bool) -> list[tuple[str, str]]:
-        """(written form, replacement) for both the prefixed and the bare name, longest first."""
-        home = object_prefix(self.twin_id).replace("_", " ").strip()  # how a name spells the home: "home1"
-        out: list[tuple[str, str]] = []
+        """(written form, replacement): full names and own words, each with and without the home; longest first."""
+        home = object_prefix(self.twin_id).replace("_", " ").strip() + " "  # how a name spells the home
+        out: dict[str, str] = {}
         for real, fake in self.table.items():
-            old, new = (object_name(fake), object_name(real)) if reverse else (object_name(real), object_name(fake))
-            out.append((old, new))
-            bare_old, bare_new = old.removeprefix(home + " "), new.removeprefix(home + " ")
-            if bare_old != old:
-                out.append((bare_old, bare_new))
-        return sorted(out, key=lambda pair: -len(pair[0]))
+            full = (object_name(real).removeprefix(home), object_name(fake).removeprefix(home))
+            for old, new in (full, (self._words(real), self._words(fake))):
+                old, new = (new, old) if reverse else (old, new)
+                out.setdefault(old, new)
+                out.setdefault(home + old, home + new)
+        return sorted(out.items(), key=lambda pair: -len(pair[0]))
 
     def to_json(self) -> bytes:
         doc = {"twin_id": self.twin_id, "table": dict(sorted(self.table.items()))}
@@ -156,26 +188,36 @@ def load_or_create_key(path: Path) -> bytes:
     """The tenant's pseudonym key at ``path`` (64 hex digits), created owner-only when absent."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, (secrets.token_hex(KEY_BYTES) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _create(path, (secrets.token_hex(KEY_BYTES) + "\n").encode())
     text = path.read_text(encoding="ascii", errors="replace").strip()
     if not _KEY_HEX.fullmatch(text):
         raise ConfigError(path, "key", "<key>", f"a pseudonym key is {2 * KEY_BYTES} lowercase hex digits")
     return bytes.fromhex(text)
 
 
+def _create(path: Path, data: bytes) -> None:
+    """Write ``path`` whole and owner-only unless it exists (made meanwhile by another process: keep that)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
 def for_device(data_dir: Path, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
     """The device's table for ``entity_ids`` under its key (``<data_dir>/pseudonym.key``, made on first use),
     written to ``<data_dir>/pseudonyms.json`` for the tenant's query client (``llmtwin query --config``)."""
     path = data_dir / TABLE_FILE
-    known = _known(path, twin_id)  # the trainer names the static facts' objects, the pipeline the state's
-    table = Pseudonyms.derive(load_or_create_key(data_dir / KEY_FILE), twin_id, set(entity_ids) | set(known))
-    if dict(table.table) != known:
-        table.save(path)
+    with _LOCK:
+        known = _known(path, twin_id)  # the trainer names the static facts' objects, the pipeline the state's
+        table = Pseudonyms.derive(load_or_create_key(data_dir / KEY_FILE), twin_id, set(entity_ids) | set(known))
+        if dict(table.table) != known:
+            table.save(path)
     return table
 
 
@@ -189,19 +231,23 @@ def _known(path: Path, twin_id: str) -> dict[str, str]:
 
 
 def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
-    """``light.home1_kitchen_ceiling`` -> ``light.home1_vetopila``: the domain and home prefix kept, the
-    object's words replaced by HMAC-SHA256(key, twin id, entity id) spelled as syllables. The household
-    pseudo-entity keeps its id."""
+    """``light.home1_kitchen_ceiling`` -> ``light.home1_vetopila``: the domain, the home prefix and a kind
+    word (:data:`KINDS`) kept, the object's other words replaced by HMAC-SHA256(key, twin id, those words)
+    spelled as syllables. The household pseudo-entity keeps its id."""
     if len(key) < 16:
         raise ValueError("a pseudonym key needs at least 16 bytes")
     if is_household(entity_id):
         return entity_id
-    domain, _, _ = entity_id.partition(".")
-    return f"{domain}.{object_prefix(twin_id)}{_spell(key, twin_id, entity_id)}"
+    domain, _, obj = entity_id.partition(".")
+    prefix = object_prefix(twin_id)
+    words = obj.removeprefix(prefix)
+    kind = next((k for k in KINDS if words == k or words.endswith("_" + k)), "")
+    stem = words.removesuffix(kind).rstrip("_")
+    return f"{domain}.{prefix}{_spell(key, twin_id, stem)}" + (f"_{kind}" if kind else "")
 
 
-def _spell(key: bytes, twin_id: str, entity_id: str) -> str:
-    digest = hmac.new(key, f"{twin_id}\0{entity_id}".encode(), hashlib.sha256).digest()
+def _spell(key: bytes, twin_id: str, stem: str) -> str:
+    digest = hmac.new(key, f"{twin_id}\0{stem}".encode(), hashlib.sha256).digest()
     n = int.from_bytes(digest[:8], "big")
     out = []
     for _ in range(SYLLABLES):

@@ -86,6 +86,8 @@ ATTR_CODES: Mapping[str, str] = {
     "illuminance": "lx",
 }
 UNAVAILABLE = "~"
+# what a ``sensor.*`` measures, read from device_class or the id's last word ("..._kitchen_temperature")
+SENSOR_QUANTITIES = ("temperature", "humidity", "illuminance", "power", "energy", "battery", "pressure", "co2")
 
 _DOMAIN_NAMES = {v: k for k, v in DOMAIN_CODES.items()}
 _STATE_NAMES = {v: k for k, v in STATE_CODES.items()}

@@ -209,14 +209,14 @@ async def test_below_the_gate_but_learning_catches_up_then_returns_to_lambda(db:
     assert (await trainer.due()).trigger is None  # the pause first
     clock[0] = 611.0
     assert (await trainer.due()).trigger == "catching up (accuracy 0.30 < gate 0.90)"
-    assert await trainer._resume_point(None, 200) == "/adapters/candidates/v1/adapter.onnx_adapter"
+    assert await trainer._resume_point(None, 200, facts(10)) == "/adapters/candidates/v1/adapter.onnx_adapter"
     await rejected(db, 2, 0.45, 611.0, "catching up (accuracy 0.30 < gate 0.90)")
     clock[0] = 1300.0
     assert (await trainer.due()).trigger == "catching up (accuracy 0.45 < gate 0.90)"
     await rejected(db, 3, 0.452, 1300.0, "catching up (accuracy 0.45 < gate 0.90)")
     clock[0] = 2000.0
     assert (await trainer.due()).trigger is None  # no longer improving: back to λ
-    assert await trainer._resume_point(None, 200) == "/adapters/candidates/v3/adapter.onnx_adapter"  # the best
+    assert await trainer._resume_point(None, 200, facts(10)) == "/adapters/candidates/v3/adapter.onnx_adapter"  # the best
 
 
 async def test_a_rejected_candidate_within_the_eval_noise_of_the_one_in_service_is_the_resume_point(
@@ -226,12 +226,12 @@ async def test_a_rejected_candidate_within_the_eval_noise_of_the_one_in_service_
     await db.run(RoundHistory.begin, 1, "first round", 0.0, "d", facts(10))
     await db.run(RoundHistory.finish, 1, "accepted", "ok", 10.0, 0.955, "/adapters/v1/adapter.onnx_adapter", None)
     in_service = await db.run(RoundHistory.last, "accepted")
-    assert await trainer._resume_point(in_service, 200) is None
+    assert await trainer._resume_point(in_service, 200, facts(10)) is None
     await rejected(db, 2, 0.95, 100.0, "every λ")  # 0.005 below, the eval's noise is 0.029
-    assert await trainer._resume_point(in_service, 200) == "/adapters/candidates/v2/adapter.onnx_adapter"
+    assert await trainer._resume_point(in_service, 200, facts(10)) == "/adapters/candidates/v2/adapter.onnx_adapter"
     await rejected(db, 3, 0.90, 200.0, "every λ")  # a real drop: the newest close one stays the resume point
-    assert await trainer._resume_point(in_service, 200) == "/adapters/candidates/v2/adapter.onnx_adapter"
-    assert await trainer._resume_point(in_service, 100_000) is None  # on that many questions 0.005 is a drop
+    assert await trainer._resume_point(in_service, 200, facts(10)) == "/adapters/candidates/v2/adapter.onnx_adapter"
+    assert await trainer._resume_point(in_service, 100_000, facts(10)) is None  # on that many questions 0.005 is a drop
 
 
 async def test_catching_up_stops_after_catchup_rounds(db: Database) -> None:
