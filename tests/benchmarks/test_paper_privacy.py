@@ -15,7 +15,7 @@ import pytest
 from benchmarks.finetune import home_records
 from benchmarks.paper.adapters import HomeAdapter, train_home_adapters
 from benchmarks.paper.config import bench_pseudonyms
-from benchmarks.paper.enumeration import answer_key, score_enumeration
+from benchmarks.paper.enumeration import answer_key, linking_attack, score_enumeration
 from benchmarks.paper.leakage import common_prefix
 from benchmarks.paper.privacy import run_privacy
 from benchmarks.paper.scoring import LikelihoodScorer
@@ -24,6 +24,7 @@ from shared.attacks import (
     SENSITIVE_FIELDS,
     SPACES,
     AskableFact,
+    Description,
     ReversePrompt,
     askable_facts,
     canary_candidates,
@@ -200,6 +201,25 @@ def test_the_enumeration_attacker_names_the_one_object_answering_the_value(facts
     assert silent["enumeration_attack"]["chance"] == pytest.approx(expected, abs=1e-4)
 
 
+def test_the_linking_attacker_guesses_within_the_found_pseudonym_s_domain(facts: list[AskableFact]) -> None:
+    chosen = [d for d in descriptions(facts) if len({c.entity_id.split(".")[0] for c in d.candidates}) > 1][:20]
+    assert chosen  # descriptions whose candidates span several domains
+    keyed = chosen  # the names do not matter to the rule, only which candidate answers the value
+    truth = {answer_key(d.twin_id, c): normalize_answer(c.answer) for d in chosen for c in d.candidates}
+
+    def same_domain(d: Description) -> int:
+        domain = d.candidates[d.true_index].entity_id.split(".")[0]
+        return sum(c.entity_id.split(".")[0] == domain for c in d.candidates)
+
+    found = linking_attack(chosen, keyed, truth)  # every pseudonym answers right: the bound is reached
+    bound = sum(1 / same_domain(d) for d in chosen) / len(chosen)
+    assert found["linking_attack_top1"] == pytest.approx(bound, abs=1e-4)
+    assert found["linking_attack"]["bound"] == pytest.approx(bound, abs=1e-4)
+    assert chance([len(d.candidates) for d in chosen]) < bound < 1.0
+    blind = linking_attack(chosen, keyed, dict.fromkeys(truth, "?"))  # nothing found: a guess among all
+    assert blind["linking_attack_top1"] == pytest.approx(chance([len(d.candidates) for d in chosen]), abs=1e-4)
+
+
 # --- the scorer against a plain forward pass ---------------------------------------------------
 
 
@@ -357,5 +377,6 @@ def test_with_pseudonyms_the_tenant_asks_under_them_and_the_attackers_use_real_n
     fakes = set(table.table.values())
     assert {e["object"] for e in report["reverse"]["examples"]} <= fakes | {"sensor.home1_profile"}
     assert 0.0 <= report["likelihood_attack_top1"] <= 1.0 and 0.0 <= report["enumeration_attack_top1_with_key"] <= 1.0
+    assert 0.0 <= report["linking_attack_top1"] <= report["linking_attack"]["bound"] <= 1.0
     with pytest.raises(ValueError, match="pseudonyms they used"):  # the count of facts trained on differs
         run_privacy(work / "p2", "tiny", model_cache, named, n_homes=2, pseudonyms=False)
