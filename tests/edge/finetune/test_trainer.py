@@ -216,7 +216,8 @@ async def test_below_the_gate_but_learning_catches_up_then_returns_to_lambda(db:
     await rejected(db, 3, 0.452, 1300.0, "catching up (accuracy 0.45 < gate 0.90)")
     clock[0] = 2000.0
     assert (await trainer.due()).trigger is None  # no longer improving: back to λ
-    assert await trainer._resume_point(None, 200, facts(10)) == "/adapters/candidates/v3/adapter.onnx_adapter"  # the best
+    best = "/adapters/candidates/v3/adapter.onnx_adapter"
+    assert await trainer._resume_point(None, 200, facts(10)) == best
 
 
 async def test_a_rejected_candidate_within_the_eval_noise_of_the_one_in_service_is_the_resume_point(
