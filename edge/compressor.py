@@ -119,8 +119,6 @@ def _decimals(step: float) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
-
-
 def state_quantity(entity: EntityState) -> str | None:
     """The quantity a ``sensor.*`` entity's numeric state measures, from device_class or the id suffix.
 
