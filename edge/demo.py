@@ -7,7 +7,9 @@ per home, LoRA on the real model, uploaded to the gateway through the outbox). T
 asked about its current state (shown beside the state the gateway holds; while a twin's adapter reads
 the state worse than the base model, the base model answers these, and the demo says so), about static
 facts that no prompt carries (only its adapter knows them), one inter-twin question is asked, and a
-bandwidth summary is printed from the homes' bandwidth logs. Everything lives under one work folder;
+bandwidth summary is printed from the homes' bandwidth logs. Home3 trains and reports under keyed
+pseudonyms of its objects (``shared.pseudonyms``): its questions go out as its tenant's client sends them,
+printed beside the question, and its answers come back under the real names. Everything lives under one work folder;
 processes are stopped on exit. The homes capture every payload they send (``[log] payload_capture``)
 so ``python -m benchmarks.chaos.leaks <work>`` can show afterwards that none of the owners' secrets left
 a home.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -39,6 +42,7 @@ from shared.keys import generate_keypair
 from shared.modelspec import HF_DIR, default_cache_dir, find_prepared
 from shared.protocol import messages as m
 from shared.protocol.results import QueryResult
+from shared.pseudonyms import TABLE_FILE, Pseudonyms
 from shared.scenario import generate
 from shared.semantic import object_prefix
 from shared.templates import QAPair, is_household, normalize_answer, pairs
@@ -56,6 +60,9 @@ class DemoOptions:
     tick_s: float = 10.0
     start_h: float = 18.0  # the homes come alive at 18:00 of the scenario day: lights, TV, heating
     finetune_s: float = 240.0  # each home's first round (three at once share the machine's cores)
+    # homes that train and report under keyed pseudonyms of their objects (finetune.pseudonyms): the demo asks
+    # them the way `llmtwin query --config` does, and shows what the gateway was sent
+    pseudonym_homes: tuple[str, ...] = ("home3",)
 
 
 def say(step: str, text: str) -> None:
@@ -82,9 +89,11 @@ def run_demo(opts: DemoOptions) -> int:
             profile = _write_edge(work, keys, home, i, gw_port, port, opts)
             procs.append(_spawn(work / f"{home}.log", "edge", "--config", str(profile)))
         say("homes", f"3 edge daemons replaying the scenario at {opts.speed:g}x ({', '.join(HOMES)})")
+        for home in opts.pseudonym_homes:
+            say("homes", f"{home} names its objects by keyed pseudonyms: the key stays in {home}-data/")
         _wait_sync(admin, opts, procs)
         _wait_finetune(admin, opts, procs)
-        asyncio.run(_questions(work, keys, gw_port))
+        asyncio.run(_questions(work, keys, gw_port, opts.pseudonym_homes))
         _bandwidth(work, opts, _synced_hours(admin, opts))
     say("done", f"logs and state are in {work}; processes stopped")
     return 0
@@ -165,6 +174,7 @@ max_time_s = {opts.finetune_s}
 memory_cap_mb = 3072
 eval_threshold = 0.0
 static_change_threshold = 0.5
+pseudonyms = {"true" if home in opts.pseudonym_homes else "false"}
 [log]
 payload_capture = "{work / (home + "-data") / "payloads.cap"}"
 """)
@@ -344,22 +354,24 @@ def fact_questions(home_index: int, n: int = FACTS_PER_HOME) -> list[QAPair]:
     return [chosen[k] for k in DEMO_KINDS if k in chosen][:n]
 
 
-async def _questions(work: Path, keys: Path, port: int) -> None:
+async def _questions(work: Path, keys: Path, port: int, pseudonym_homes: tuple[str, ...]) -> None:
     endpoint = f"tcp://127.0.0.1:{port}"
     db = work / "gateway-data" / "gateway.sqlite3"  # the gateway's file (gateway.service), read-only here
     for index, (home, questions) in enumerate(QUESTIONS.items()):
         client_keys = ClientKeys.from_files(keys / "server.key", keys / f"{home}.key_secret")
+        # the tenant's table, as `llmtwin query --config` reads it; an empty one rewrites nothing
+        names = Pseudonyms.load(work / f"{home}-data" / TABLE_FILE) if home in pseudonym_homes else Pseudonyms(home, {})
         async with TwinClient(endpoint, client_keys) as client:
             for q in questions:
                 # the homes keep replaying at speed: the state may change while the question is answered
-                before = await asyncio.to_thread(held_state, db, home, ABOUT[q])
-                await _ask(client, home, m.Query(home, q, max_new_tokens=48))
-                after = await asyncio.to_thread(held_state, db, home, ABOUT[q])
+                before = await asyncio.to_thread(held_state, db, home, ABOUT[q], names)
+                await _ask(client, home, m.Query(home, q, max_new_tokens=48), names)
+                after = await asyncio.to_thread(held_state, db, home, ABOUT[q], names)
                 held = before if after == before else f"{before} when asked; {after} after the answer"
                 print(f"{'':21}  the gateway's state of it: {held}")
             for pair in fact_questions(index):
                 query = m.Query(home, pair.question, max_new_tokens=16, context="none")
-                await _ask(client, home, query, expected=pair.answer)
+                await _ask(client, home, query, names, expected=pair.answer)
             if home == "home1":
                 await _ask(
                     client,
@@ -367,20 +379,27 @@ async def _questions(work: Path, keys: Path, port: int) -> None:
                     # every home reports its temperatures at all times, so the gateway always computes this one
                     # (a brightness average needs a light on somewhere, and without it the model guesses)
                     m.InterQuery(home, "What is the average temperature in our group?", max_new_tokens=48),
+                    names,
                 )
                 await _reverse_attack(client, home, index)
 
 
-def held_state(db: Path, twin: str, pattern: str) -> str:
+def held_state(db: Path, twin: str, pattern: str, names: Pseudonyms) -> str:
     """The state the gateway holds for ``twin``'s entities matching ``pattern`` (read-only, beside the
-    running gateway), so the reader can check an answer: "hallway front door locked"."""
+    running gateway), so the reader can check an answer: "hallway front door locked". Under pseudonyms the
+    pattern is matched on the tenant's own names and the gateway's rows are read by their pseudonyms."""
+    wanted = re.compile(re.escape(pattern).replace("%", ".*"))
     with contextlib.closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)) as conn:
         rows = conn.execute(
-            "SELECT entity_id, state FROM entity_state WHERE twin_id = ? AND entity_id LIKE ? ORDER BY entity_id",
-            (twin, pattern),
+            "SELECT entity_id, state FROM entity_state WHERE twin_id = ? ORDER BY entity_id", (twin,)
         ).fetchall()
+    real = {fake: entity for entity, fake in names.table.items()}
     prefix = object_prefix(twin)
-    named = [(entity.partition(".")[2].removeprefix(prefix).replace("_", " "), state) for entity, state in rows]
+    named = [
+        (real.get(entity, entity).partition(".")[2].removeprefix(prefix).replace("_", " "), state)
+        for entity, state in rows
+        if wanted.fullmatch(real.get(entity, entity))
+    ]
     return ", ".join(f"{name} {state or 'unavailable'}" for name, state in named) or "none reported"
 
 
@@ -413,19 +432,31 @@ async def _reverse_attack(client: TwinClient, home: str, home_index: int) -> Non
 
 
 async def _ask(
-    client: TwinClient, home: str, message: m.Query | m.InterQuery, expected: str | None = None
+    client: TwinClient,
+    home: str,
+    message: m.Query | m.InterQuery,
+    names: Pseudonyms,
+    expected: str | None = None,
 ) -> None:
+    """Ask as the tenant's client does: object names out as their pseudonyms (when the home uses them), and
+    back in the answer."""
     started = time.monotonic()
-    reply = (await client.request(message, timeout_s=300)).raise_for_error()
+    sent = dataclasses.replace(message, question=names.hide(message.question))
+    reply = (await client.request(sent, timeout_s=300)).raise_for_error()
     result = reply.result
     assert isinstance(result, QueryResult)
     kind = "inter-twin" if isinstance(message, m.InterQuery) else "twin"
     if expected is not None:
         kind = "static fact, adapter only"
     say("ask", f"{home} ({kind}): {message.question}")
-    print(f"{'':21}→ {result.answer}")
+    if sent.question != message.question:
+        print(f"{'':21}  sent to the gateway as: {sent.question}")
+    answer = names.reveal(result.answer)
+    print(f"{'':21}→ {answer}")
+    if answer != result.answer:
+        print(f"{'':21}  the twin said: {result.answer}")
     if expected is not None:
-        right = normalize_answer(result.answer) == normalize_answer(expected)
+        right = normalize_answer(answer) == normalize_answer(expected)
         print(f"{'':21}  {'right' if right else 'wrong'}: the device's record says {expected!r}")
     for agg in result.aggregates:
         print(f"{'':21}  computed: {agg.name} = {agg.value:g}{agg.unit} over {agg.n} entities")

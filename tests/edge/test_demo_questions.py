@@ -8,6 +8,7 @@ from pathlib import Path
 from edge.demo import ABOUT, QUESTIONS, fact_questions, held_state, reverse_attack_prompt
 from gateway.prompts import create_schema
 from shared.db import connect
+from shared.pseudonyms import Pseudonyms
 from shared.scenario import generate
 from shared.templates import mentions
 
@@ -51,6 +52,7 @@ def test_held_state_reads_the_gateways_database_as_it_runs(tmp_path: Path) -> No
         ("home1", "light.home1_bedroom_ceiling", "on"),
         ("home2", "media_player.home2_living_room_tv", None),
         ("home2", "light.home2_kitchen_ceiling", "off"),
+        ("home3", "media_player.home3_kabo", "playing"),  # a home on pseudonyms: its living room tv
     ]
     conn.executemany(
         "INSERT INTO entity_state (twin_id, entity_id, state, attrs, seq, ts_ms, share) "
@@ -59,9 +61,13 @@ def test_held_state_reads_the_gateways_database_as_it_runs(tmp_path: Path) -> No
     )
     conn.execute("BEGIN")  # a write in progress beside the reader, as while the gateway stores prompts
     conn.execute("UPDATE entity_state SET state = 'unlocked' WHERE entity_id = 'lock.home1_hallway_front_door'")
-    assert held_state(db, "home1", ABOUT["Is the front door locked?"]) == "hallway front door locked"
-    assert held_state(db, "home2", ABOUT["Is the TV playing?"]) == "living room tv unavailable"
-    lights = held_state(db, "home1", ABOUT["Which lights are on in the kitchen?"])
+    plain = {home: Pseudonyms(home, {}) for home in ("home1", "home2", "home3")}
+    assert held_state(db, "home1", ABOUT["Is the front door locked?"], plain["home1"]) == "hallway front door locked"
+    assert held_state(db, "home2", ABOUT["Is the TV playing?"], plain["home2"]) == "living room tv unavailable"
+    lights = held_state(db, "home1", ABOUT["Which lights are on in the kitchen?"], plain["home1"])
     assert lights == "kitchen ceiling on, kitchen counter off"
-    assert held_state(db, "home3", ABOUT["Is the TV playing?"]) == "none reported"
+    assert held_state(db, "home3", ABOUT["Is the TV playing?"], plain["home3"]) == "none reported"
+    # read by the tenant's own name, with its table
+    names = Pseudonyms("home3", {"media_player.home3_living_room_tv": "media_player.home3_kabo"})
+    assert held_state(db, "home3", ABOUT["Is the TV playing?"], names) == "living room tv playing"
     conn.close()
