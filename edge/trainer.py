@@ -260,8 +260,9 @@ class Trainer:
             return RoundResult("failed", why, self.cfg.device.twin_id, version)
         current = await self._db.run(RoundHistory.last, "accepted")
         in_service = current if current is not None and current.upload in ("acked", "pending") else None
-        warm = in_service is None or await self._same_objects(in_service.version, facts)
-        resume = await self._resume_point(in_service, min(EVAL_LIMIT, max(1, len(facts))), facts)  # n: <= eval size
+        same = in_service is not None and await self._same_objects(in_service.version, facts)
+        n = min(EVAL_LIMIT, max(1, len(facts)))  # <= the eval's size
+        resume = await self._resume_point(in_service, n, facts, yardstick=same)
         request = RoundRequest.from_config(
             ft,
             twin_id=self.cfg.device.twin_id,
@@ -272,7 +273,7 @@ class Trainer:
             current_adapter=in_service.adapter_path if in_service else None,
             current_score=in_service.accuracy if in_service else None,
             resume_adapter=resume,
-            warm_start=warm or resume is not None,
+            warm_start=in_service is None or same or resume is not None,
         )
         rounds = self.workdir / "rounds"
         rounds.mkdir(parents=True, exist_ok=True)
@@ -309,11 +310,14 @@ class Trainer:
         objects = {e for e in before if not is_household(e)}
         return not objects or bool(objects & {f.entity_id for f in facts})  # nothing recorded: as before
 
-    async def _resume_point(self, in_service: RoundRow | None, n: int, facts: list[StaticRecord]) -> str | None:
+    async def _resume_point(
+        self, in_service: RoundRow | None, n: int, facts: list[StaticRecord], *, yardstick: bool = True
+    ) -> str | None:
         """A recent rejected candidate to continue from (``edge.finetune.resume``: one that beat the adapter
         in service, or a newer one within the eval's noise of it). None: start from the adapter in service.
-        Only candidates trained on the objects of ``facts`` count; an adapter in service trained on others
-        (pseudonyms switched) is no yardstick, so the best of them is taken, as below the gate."""
+        Only candidates trained on the objects of ``facts`` count. ``yardstick``: whether the adapter in service
+        was trained on those objects too; one trained on others (pseudonyms switched) is no yardstick, so the
+        best candidate is taken, as below the gate."""
         recent = await self._db.run(RoundHistory.recent, 10)
         candidates = [
             Candidate(r.version, r.accuracy, r.adapter_path)
@@ -324,8 +328,7 @@ class Trainer:
             and await self._same_objects(r.version, facts)
         ]
         version = in_service.version if in_service is not None else None
-        same = in_service is not None and await self._same_objects(in_service.version, facts)
-        accuracy = in_service.accuracy if in_service is not None and same else None
+        accuracy = in_service.accuracy if in_service is not None and yardstick else None
         return resume_point(candidates, version, accuracy, n)  # (a resume file that is gone: the one in service)
 
     def _on_progress(self, progress: RoundProgress) -> None:

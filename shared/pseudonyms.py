@@ -61,6 +61,7 @@ _LOCK = threading.Lock()  # the trainer's and the pipeline's threads both extend
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _KEY_HEX = re.compile(r"[0-9a-f]{64}")
+_WORD = re.compile(r"[^\W_]+")
 
 
 F = TypeVar("F", bound=FactLike)
@@ -130,6 +131,28 @@ class Pseudonyms:
         ceiling", "home1 kitchen ceiling"). Case-insensitive, whole words, the longest first. A name worded
         otherwise ("the ceiling lamp") is not recognised and leaves as written."""
         return self._hiding(text)
+
+    def unhidden(self, text: str) -> list[str]:
+        """The words of ``text`` (as :meth:`hide` left it) that only the objects' own words use ("kitchen",
+        "ceiling"): a name worded otherwise than :meth:`hide` knows, which would leave as written. In order."""
+        words = self._own_words
+        return list(dict.fromkeys(w for w in _WORD.findall(text.casefold()) if w in words))
+
+    def named_by(self, words: Iterable[str]) -> list[str]:
+        """The real names of the objects whose own words share the most of ``words`` (none: nothing shared),
+        in name order: what to write instead of a name worded otherwise."""
+        wanted = {w.casefold() for w in words}
+        home = object_prefix(self.twin_id).replace("_", " ").strip() + " "
+        shared = {real: len(wanted & set(self._words(real).split())) for real in self.table}
+        best = max(shared.values(), default=0)
+        return sorted(object_name(e).removeprefix(home) for e, k in shared.items() if best and k == best)
+
+    @functools.cached_property
+    def _own_words(self) -> frozenset[str]:
+        """The words of the objects' real names that no pseudonym's name keeps (the kinds, the home: kept)."""
+        real = {w for e in self.table for w in self._words(e).split()}
+        kept = {w for e in self.table.values() for w in object_name(e).split()} | set(KINDS)
+        return frozenset(real - kept)
 
     def reveal(self, text: str) -> str:
         """The inverse of :meth:`hide` on a twin's answer: pseudonyms' names back to the objects'."""

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if names is not None:
         args.question = names.hide(args.question)
+        _note_unhidden(names, args.question)
     result = asyncio.run(_ask(args, endpoint, server_key, key))
     if names is not None:
         result = dataclasses.replace(result, answer=names.reveal(result.answer))
@@ -88,6 +90,19 @@ def _names(args: argparse.Namespace, cfg: EdgeConfig | None) -> Pseudonyms | Non
     if names.twin_id != args.twin:
         raise ConfigError(path, "twin_id", names.twin_id, f"this table is not twin {args.twin!r}'s")
     return names
+
+
+def _note_unhidden(names: Pseudonyms, question: str) -> None:
+    """Say on stderr which words of an object's real name the question still carries as written (a name
+    worded otherwise than the table knows), and the full names that would have gone as pseudonyms."""
+    left = names.unhidden(question)
+    if not left:
+        return
+    words = ", ".join(repr(w) for w in left)
+    full = names.named_by(left)[:5]
+    hint = f"; name the object in full to send it as its pseudonym, e.g. {', '.join(full)}" if full else ""
+    note = f"llmtwin query: note: {words} went to the gateway as written (not a full object name){hint}"
+    print(note, file=sys.stderr)
 
 
 async def _ask(args: argparse.Namespace, endpoint: str, server_key: Path, key: Path) -> QueryResult:

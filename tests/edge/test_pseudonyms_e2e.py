@@ -51,6 +51,10 @@ async def test_the_gateway_sees_pseudonyms_and_the_tenant_s_question_still_finds
         argv = ["query", "--config", str(profile), "--twin", TWIN, "--max-new-tokens", "3", "--json", question]
         assert await asyncio.to_thread(main, argv) == 0  # the tenant's CLI: its own event loop, its own socket
         assert json.loads(capsys.readouterr().out)["used"]  # answered from the synced state
+        words = light.partition("_")[2].split("_")  # the light's own words, worded otherwise: sent, and said so
+        otherwise = [*argv[:-1], f"Is the lamp of the {' '.join(reversed(words))} on?"]
+        assert await asyncio.to_thread(main, otherwise) == 0
+        assert "went to the gateway as written" in capsys.readouterr().err
         wrong = tmp_path / "other.json"
         Pseudonyms("home2", {}).save(wrong)
         assert main([*argv[:-1], "--names", str(wrong), question]) == 2  # another twin's table: refused

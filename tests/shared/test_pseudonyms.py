@@ -74,6 +74,9 @@ def test_hide_rewrites_full_and_state_line_names_in_any_case_and_reveal_turns_th
     assert names.hide("home1 kitchen ceiling light: wattage?") == f"home1 {light}: wattage?"
     assert names.hide("Is the hallway front door locked?") == f"Is the {door} locked?"
     assert names.hide("Is the ceiling lamp on?") == "Is the ceiling lamp on?"  # worded otherwise: not recognised
+    assert names.unhidden("Is the ceiling lamp in the Kitchen on?") == ["ceiling", "kitchen"]  # the client says so
+    assert names.named_by(["ceiling", "kitchen"]) == ["kitchen ceiling light"]  # and what to write instead
+    assert names.unhidden(names.hide("Is the hallway front door locked? And the kitchen temperature?")) == []
     answer = f"No, the {door} is unlocked; home1 {light} is on."
     assert names.reveal(answer) == "No, the hallway front door is unlocked; home1 kitchen ceiling light is on."
 
