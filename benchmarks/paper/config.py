@@ -73,7 +73,7 @@ class PaperConfig:
         return {**key, "recipe": effective_recipe(self.recipe)}
 
     def reduced(self) -> list[str]:
-        """Settings other than the headline run's, as ``flag value`` strings."""
+        """Settings that make the run smaller or otherwise not the headline's, as ``flag value`` strings."""
         default = PaperConfig(self.out)
         out = [
             f"{flag} {_show(getattr(self, name))}"
@@ -82,9 +82,7 @@ class PaperConfig:
         ]
         if self.recipe:
             out.append(f"--recipe {json.dumps(dict(self.recipe))}")
-        if self.pseudonyms:
-            out.append("--pseudonyms")
-        return out
+        return out  # pseudonyms: the full run, on the product's other naming (the command and the write-up say so)
 
     def command(self) -> str:
         argv = ["llmtwin", "bench", "paper", "--out", str(self.out), "--work", str(self.work)]

@@ -206,20 +206,47 @@ def _pseudonyms(privacy: Mapping[str, Any]) -> str:
         )
     keyed = privacy.get("enumeration_attack_top1_with_key")
     linking = privacy.get("linking_attack") or {}
+    found, bound = privacy.get("linking_attack_top1"), linking.get("bound")
+    reach = (
+        "which is that bound: the attacker found every value's pseudonym"
+        if found is not None and found == bound
+        else f"where knowing the domain of every value would give {num(bound)}"
+    )
     return (
         "The homes of this run trained on keyed pseudonyms of their objects (`finetune.pseudonyms`, "
         '`shared.pseudonyms`): every question the twin learnt names "home1 vetopila light", not the real object, '
         "and the tenant's client rewrites names on the way out and back. The likelihood and enumeration "
         "attackers above hold the adapter and name the home's objects by their real names, which the adapter "
-        "never saw. With the tenant's key (the tenant itself, or whoever steals the key and the table), the "
-        f"enumeration attacker reaches {num(keyed)}: the twin still knows every fact, under names only the key "
-        "resolves. Without the key, an attacker who also holds the gateway's pseudonymous ids can ask every "
-        'pseudonym, find the one holding the value, and read its domain, which a pseudonym keeps ("light") so '
-        "that state matching and aggregates work; then it can only guess among the home's objects of that "
-        f"domain: expected top-1 **{num(privacy.get('linking_attack_top1'))}**, where knowing the domain of "
-        f"every value would give {num(linking.get('bound'))}. That is what an object's type gives away, and the "
-        "facts themselves carry it (only lights have a brightness range), so no naming of the objects "
-        "takes it back."
+        f"never saw.{_kept_words(privacy)} With the tenant's key (the tenant itself, or whoever steals the key "
+        f"and the table), the enumeration attacker reaches {num(keyed)}: the twin still knows every fact, under "
+        "names only the key resolves. Without the key, an attacker who also holds the gateway's pseudonymous "
+        "ids can ask every pseudonym, find the one holding the value, and read its domain, which a pseudonym "
+        'keeps ("light") so that state matching and aggregates work; then it can only guess among the home\'s '
+        f"objects of that domain: expected top-1 **{num(found)}**, {reach}. That is what an object's type gives "
+        "away, and the facts themselves carry it (only lights have a brightness range), so no naming of the "
+        "objects takes it back."
+    )
+
+
+def _kept_words(privacy: Mapping[str, Any]) -> str:
+    """Where the likelihood attacker still scores over the base model on pseudonyms: the attributes it wins
+    most (the words a pseudonym keeps, its domain and kind, are in the real names too) and the largest it does
+    not (objects alike in domain and kind: the pseudonym tells them apart only by its keyed word)."""
+    attack = privacy.get("likelihood_attack") or {}
+    rows = [(a, v["n"], v["top1"]) for a, v in (attack.get("by_attribute") or {}).items() if v.get("n", 0) >= 3]
+    won = sorted((r for r in rows if r[2] >= 0.5), key=lambda r: (-r[2], -r[1]))[:4]
+    lost = sorted((r for r in rows if r[2] <= 0.1), key=lambda r: -r[1])[:2]
+    if not won or not lost:
+        return ""
+    show = ", ".join(f"`{a}` {num(t)} over {n}" for a, n, t in won)
+    low = " and ".join(f"`{a}` {num(t)} over {n}" for a, n, t in lost)
+    return (
+        f" The likelihood attacker's {num(privacy.get('likelihood_attack_top1'))} (base model alone "
+        f"{num(privacy.get('likelihood_attack_top1_base'))}) comes from the words a pseudonym keeps, which the "
+        'real names carry too: its domain and kind word ("... door lock", "... temperature sensor"). It wins '
+        f"where those single out the object (top-1 by attribute over its descriptions: {show}; e.g. a home's "
+        f"locks differ by door or gate, its sensors by what they measure) and is near chance where the "
+        f"candidates share them ({low})."
     )
 
 

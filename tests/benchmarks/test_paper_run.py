@@ -326,7 +326,7 @@ def test_pseudonyms_are_a_setting_of_their_own_and_shown_in_the_command(tmp_path
     plain, named = PaperConfig(tmp_path / "p.json"), PaperConfig(tmp_path / "p.json", pseudonyms=True)
     assert "pseudonyms" not in plain.key()  # a state from before the option still matches
     assert named.key()["pseudonyms"] is True and named.key() != plain.key()
-    assert named.command().endswith(" --pseudonyms") and "--pseudonyms" in named.reduced()
+    assert named.command().endswith(" --pseudonyms") and named.reduced() == []  # a variant at full scale
     assert "--pseudonyms" not in plain.command()
 
 
@@ -338,3 +338,10 @@ def test_the_write_up_says_whether_the_homes_trained_on_pseudonyms() -> None:
     named = document._pseudonyms({**privacy, "linking_attack": {"bound": 0.23}})
     assert "trained on keyed pseudonyms" in named and "the enumeration attacker reaches 0.98" in named
     assert "expected top-1 **0.2**, where knowing the domain of every value would give 0.23" in named
+    assert "expected top-1 **0.23**, which is that bound" in document._pseudonyms(
+        {**privacy, "linking_attack_top1": 0.23, "linking_attack": {"bound": 0.23}}
+    )
+    by_attribute = {"auto_lock_s": {"n": 7, "top1": 0.71}, "wattage_w": {"n": 29, "top1": 0.03}}
+    attack = {"likelihood_attack_top1": 0.28, "likelihood_attack": {"by_attribute": by_attribute}}
+    kept = document._pseudonyms({**privacy, **attack})
+    assert "`auto_lock_s` 0.71 over 7" in kept and "`wattage_w` 0.03 over 29" in kept
