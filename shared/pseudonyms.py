@@ -142,10 +142,14 @@ class Pseudonyms:
         """The real names of the objects whose own words share the most of ``words`` (none: nothing shared),
         in name order: what to write instead of a name worded otherwise."""
         wanted = {w.casefold() for w in words}
-        home = object_prefix(self.twin_id).replace("_", " ").strip() + " "
         shared = {real: len(wanted & set(self._words(real).split())) for real in self.table}
         best = max(shared.values(), default=0)
-        return sorted(object_name(e).removeprefix(home) for e, k in shared.items() if best and k == best)
+        return sorted(object_name(e).removeprefix(self._home) for e, k in shared.items() if best and k == best)
+
+    @functools.cached_property
+    def _home(self) -> str:
+        """How a name spells the home, with its space: "home1 "."""
+        return object_prefix(self.twin_id).replace("_", " ").strip() + " "
 
     @functools.cached_property
     def _own_words(self) -> frozenset[str]:
@@ -172,7 +176,7 @@ class Pseudonyms:
 
     def _names(self, *, reverse: bool) -> list[tuple[str, str]]:
         """(written form, replacement): full names and own words, each with and without the home; longest first."""
-        home = object_prefix(self.twin_id).replace("_", " ").strip() + " "  # how a name spells the home
+        home = self._home
         out: dict[str, str] = {}
         for real, fake in self.table.items():
             full = (object_name(real).removeprefix(home), object_name(fake).removeprefix(home))
