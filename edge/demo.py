@@ -441,7 +441,8 @@ async def _ask(
     """Ask as the tenant's client does: object names out as their pseudonyms (when the home uses them), and
     back in the answer."""
     started = time.monotonic()
-    sent = dataclasses.replace(message, question=names.hide(message.question))
+    facts = isinstance(message, m.Query) and message.context == "none"  # the adapter alone: by fact names
+    sent = dataclasses.replace(message, question=names.hide(message.question, facts=facts))
     reply = (await client.request(sent, timeout_s=300)).raise_for_error()
     result = reply.result
     assert isinstance(result, QueryResult)

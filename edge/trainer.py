@@ -161,7 +161,7 @@ class Trainer:
     async def due(self) -> Due:
         """Whether a periodic or change-triggered round is due now, else how long to wait."""
         ft = self.cfg.finetune
-        facts = await self._named(await self._db.run(StateStore.static_facts))
+        facts, _ = await self._named(await self._db.run(StateStore.static_facts))
         if not facts:
             return Due(None, CHECK_S)
         last = await self._db.run(RoundHistory.last, "accepted", "rejected", "skipped", "failed", "interrupted")
@@ -233,13 +233,13 @@ class Trainer:
     async def run_round(self, trigger: str) -> RoundResult:
         """Train, gate and (when accepted) queue the upload; the history records the outcome (and the facts
         as the round trained on them: under the pseudonyms, when the device uses them)."""
-        facts = await self._named(await self._db.run(StateStore.static_facts))
+        facts, state_ids = await self._named(await self._db.run(StateStore.static_facts))
         version = max(await self._db.run(RoundHistory.max_version), self._served_version()) + 1
         await self._db.run(RoundHistory.begin, version, trigger, self._now(), digest(facts), facts)
         self.running, self.progress = version, None
         log.info("fine-tune v%d starts (%s): %d static facts", version, trigger, len(facts))
         try:
-            result = await self._train(version, facts)
+            result = await self._train(version, facts, state_ids)
             await self._record(version, result)
         except asyncio.CancelledError:
             finish = self._db.run(RoundHistory.finish, version, "interrupted", "daemon stopping", self._now())
@@ -251,7 +251,7 @@ class Trainer:
             self.rounds += 1
         return result
 
-    async def _train(self, version: int, facts: list[StaticRecord]) -> RoundResult:
+    async def _train(self, version: int, facts: list[StaticRecord], state_ids: tuple[str, ...]) -> RoundResult:
         ft = self.cfg.finetune
         model_dir = find_prepared(ft.model_cache or default_cache_dir(self._env), ft.base)
         if model_dir is None:
@@ -270,6 +270,7 @@ class Trainer:
             model_dir=str(model_dir),
             out_dir=str(self.workdir / "adapters"),
             records=tuple(facts),
+            state_ids=state_ids,
             current_adapter=in_service.adapter_path if in_service else None,
             current_score=in_service.accuracy if in_service else None,
             resume_adapter=resume,
@@ -291,17 +292,19 @@ class Trainer:
         finally:
             req_path.unlink(missing_ok=True)
 
-    async def _named(self, facts: list[StaticRecord]) -> list[StaticRecord]:
-        """The facts as the round trains on them: under the device's pseudonyms when it uses them."""
+    async def _named(self, facts: list[StaticRecord]) -> tuple[list[StaticRecord], tuple[str, ...]]:
+        """The facts as the round trains on them, and the ids its state readings draw on (none: the facts').
+        Under the device's pseudonyms when it uses them: the facts under their fact names, the readings
+        under the state names the daemon reports."""
         if not self.cfg.finetune.pseudonyms:
-            return facts
+            return facts, ()
         twin_id, ids = self.cfg.device.twin_id, [f.entity_id for f in facts]
         try:
             table = await asyncio.to_thread(for_device, self.cfg.device.data_dir, twin_id, ids)
         except (OSError, ValueError, ConfigError) as exc:  # a pseudonym collision, a bad key: train nothing, not names
             log.error("fine-tuning paused: no pseudonyms for the static facts: %s", exc)
-            return []
-        return table.records(facts)
+            return [], ()
+        return table.records(facts), table.state_ids(ids)
 
     async def _same_objects(self, version: int, facts: list[StaticRecord]) -> bool:
         """Whether round ``version`` trained on some of the objects ``facts`` name. None in common (pseudonyms

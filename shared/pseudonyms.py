@@ -3,27 +3,33 @@
 A twin's adapter links each object's name to its static facts ("home1 kitchen ceiling light: wattage?"
 -> "9.5 W"). Whoever holds the adapter (a compromised gateway, a stolen upload) can rank a home's objects
 by how likely the adapter finds a value for each of them, and so learn which object a description is
-about. With pseudonyms the device trains on a keyed stand-in for every object name instead
-("home1 vetopila light: wattage?"); the key, and the table from names to pseudonyms, stay with the
-tenant. The tenant's query client rewrites names to pseudonyms before a question leaves
-(:meth:`Pseudonyms.hide`) and back in the answer (:meth:`Pseudonyms.reveal`), so the gateway, its prompt
-database and the adapter never see which pseudonym is which object. An attacker who asks or scores the
-adapter by real names gets what the base model would guess.
+about. With pseudonyms the device uses keyed stand-ins for every object name; the key, and the table from
+names to pseudonyms, stay with the tenant. The tenant's query client rewrites names to pseudonyms before a
+question leaves (:meth:`Pseudonyms.hide`) and back in the answer (:meth:`Pseudonyms.reveal`), so the
+gateway, its prompt database and the adapter never see which pseudonym is which object.
 
-What a pseudonym keeps: the home prefix (the twin id, which the gateway knows anyway), the entity's
-domain (``light``) and a kind word at the end of its id (:data:`KINDS`: ``sensor.home1_kitchen_temperature``
--> ``sensor.home1_vetopila_temperature``, ``lock.home1_hallway_front_door`` -> ``lock.home1_zadufo_door``).
-The attributes asked about mostly imply those anyway, and they are what the compressor's deadbands, the
-gateway's state matching and aggregates, and the trained state readings go by. What it hides: the
-object's own words (room, position, make-up of the name). Objects with the same words (a front door's
-lock and its contact sensor) get the same pseudonymous words, so a name maps one way whatever the
-domain. The household pseudo-entity (``sensor.<home>_profile``) is the home itself and keeps its name;
-its facts are guarded by the trained declines instead (``edge.finetune.declines``).
+Each object has two pseudonyms, unlinkable without the key:
 
-The word is HMAC-SHA256(key, twin id + the object's words) spelled as four consonant-vowel syllables
-(24M spellings), so it is stable across rounds and new objects, and unpredictable without the key. Two
-objects whose words spell alike (about 1 in 10^4 for a home of 100 objects) are refused with the advice
-to make a new key.
+* its **state name** (:func:`pseudonym`, ``light.home1_vetopila``), which the state it reports and the
+  trained state readings use. It keeps the home prefix (the twin id, which the gateway knows anyway), the
+  entity's domain and a kind word at the end of its id (:data:`KINDS`: ``sensor.home1_kitchen_temperature``
+  -> ``sensor.home1_vetopila_temperature``), because the compressor's deadbands, the gateway's state
+  matching and its aggregates go by them. It hides the object's own words (room, position). Objects with
+  the same words (a front door's lock and its contact sensor) get the same words, so a state line reads
+  one way whatever the domain.
+* its **fact name** (:func:`fact_pseudonym`, ``device.home1_kisufa``: "home1 kisufa device"), which the
+  static facts are trained and asked under (``llmtwin query --facts``). It keeps nothing but the home: no
+  domain, no kind. Those words are in the real names too, so an adapter that learnt facts next to them
+  would still tell an attacker who scores it by real names which door lock has the 30 s auto-lock; under
+  a fact name it can only tell him what the base model guesses. One per object (a lock and its door's
+  contact sensor differ), unrelated to the state name.
+
+The household pseudo-entity (``sensor.<home>_profile``) is the home itself and keeps its name; its facts
+are guarded by the trained declines instead (``edge.finetune.declines``).
+
+A word is HMAC-SHA256(key, twin id + what it stands for) spelled as four consonant-vowel syllables (24M
+spellings), so it is stable across rounds and new objects, and unpredictable without the key. Two names
+spelled alike (about 1 in 10^4 for a home of 100 objects) are refused with the advice to make a new key.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import secrets
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,6 +61,7 @@ SYLLABLES = 4
 # a kind, kept as the pseudonym's last word: what a sensor measures or watches, as the compressor, the gateway and
 # the state readings read it from the id's last word; a door's lock, cover and contact sensor keep "door" alike
 KINDS = (*SENSOR_QUANTITIES, "motion", "door", "window", "gate", "smoke", "leak", "occupancy", "presence", "contact")
+FACT_DOMAIN = "device"  # a fact name's domain, the same for every object: "home1 kisufa device"
 # static attributes that name the object in other words: never trained under pseudonyms
 NAME_ATTRIBUTES = frozenset(("friendly_name", "name", "icon", "entity_picture"))
 _LOCK = threading.Lock()  # the trainer's and the pipeline's threads both extend the table file
@@ -69,52 +76,72 @@ F = TypeVar("F", bound=FactLike)
 
 @dataclass(frozen=True)
 class Pseudonyms:
-    """One home's table: real entity id -> pseudonymous entity id (the household is not in it)."""
+    """One home's tables (the household is in neither): real entity id -> state name (``table``), and real
+    entity id -> fact name (``facts``)."""
 
     twin_id: str
     table: Mapping[str, str]
+    facts: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def derive(cls, key: bytes, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
-        """The table for ``entity_ids`` of ``twin_id`` under ``key`` (the household left out). Each pseudonym
-        depends on its own entity id only (:func:`pseudonym`), so tables of different id sets agree where
-        they overlap. ValueError when two ids get the same pseudonym."""
+        """The tables for ``entity_ids`` of ``twin_id`` under ``key`` (the household left out). Each name
+        depends on its own entity id only (:func:`pseudonym`, :func:`fact_pseudonym`), so tables of different
+        id sets agree where they overlap. ValueError when two objects' names, or a state name's and a fact
+        name's word, are spelled alike (objects sharing their own words share their state name's word)."""
         table: dict[str, str] = {}
-        owner: dict[str, str] = {}
+        facts: dict[str, str] = {}
+        states: dict[str, str] = {}  # state name -> its object
+        state_words: dict[str, str] = {}  # a state name's word -> an object with it (shared by like-worded ones)
+        fact_words: dict[str, str] = {}  # a fact name's word -> its object
         for entity_id in sorted(set(entity_ids)):
             fake = pseudonym(key, twin_id, entity_id)
             if fake == entity_id:  # the household
                 continue
-            if fake in owner:
-                raise ValueError(
-                    f"{owner[fake]} and {entity_id} got the same pseudonym {fake} (about 1 in 10^4 for a "
-                    "100-object home): make a new pseudonym key"
-                )
-            table[entity_id], owner[fake] = fake, entity_id
-        return cls(twin_id, table)
+            fact = fact_pseudonym(key, twin_id, entity_id)
+            state_word, fact_word = _word(twin_id, fake), _word(twin_id, fact)
+            clashes = ((fake, states), (fact_word, fact_words), (fact_word, state_words), (state_word, fact_words))
+            for taken, owner in clashes:
+                if taken in owner:
+                    raise ValueError(
+                        f"{owner[taken]} and {entity_id} got the same pseudonym {taken} (about 1 in 10^4 for a "
+                        "100-object home): make a new pseudonym key"
+                    )
+            states[fake] = fact_words[fact_word] = entity_id
+            state_words.setdefault(state_word, entity_id)
+            table[entity_id], facts[entity_id] = fake, fact
+        return cls(twin_id, table, facts)
 
     def entity(self, entity_id: str) -> str:
-        """The pseudonymous id of ``entity_id`` (itself when it has none: the household, another home's)."""
+        """The state name of ``entity_id`` (itself when it has none: the household, another home's)."""
         return self.table.get(entity_id, entity_id)
+
+    def fact(self, entity_id: str) -> str:
+        """The fact name of ``entity_id`` (itself when it has none: the household, another home's)."""
+        return self.facts.get(entity_id, entity_id)
 
     def records(self, records: Iterable[F]) -> list[F]:
         """``records`` as the device trains on them (dataclass records): every entity id, and every object
-        name in a text value, under its pseudonym. Left out: the facts that name the object in other words
+        name in a text value, under its fact name. Left out: the facts that name the object in other words
         (:data:`NAME_ATTRIBUTES`), and those its own words spell out: a "kitchen ceiling light" is not asked
         its room under its real name (``shared.templates.is_one_way``), and under the pseudonym that answer
         would tie it back to the name."""
         out: list[F] = []
         for r in records:
-            fake = self.entity(r.entity_id)
+            fake = self.fact(r.entity_id)
             if fake != r.entity_id and self._names_itself(r):
                 continue
             value = r.value
             if isinstance(value, str):
-                value = self.hide(value)
+                value = self.hide(value, facts=True)
             elif isinstance(value, tuple):
-                value = tuple(self.hide(v) for v in value)
+                value = tuple(self.hide(v, facts=True) for v in value)
             out.append(replace(r, entity_id=fake, value=value))  # type: ignore[type-var]
         return out
+
+    def state_ids(self, entity_ids: Iterable[str]) -> tuple[str, ...]:
+        """The state names of ``entity_ids``, each once, in order: what a round's state readings draw on."""
+        return tuple(dict.fromkeys(self.entity(e) for e in entity_ids))
 
     def _names_itself(self, record: FactLike) -> bool:
         """Whether a fact's value names its object: a name attribute, or a value its own words spell out."""
@@ -125,12 +152,14 @@ class Pseudonyms:
         """An object's own words, without its home and domain: "kitchen ceiling"."""
         return entity_id.partition(".")[2].removeprefix(object_prefix(self.twin_id)).replace("_", " ")
 
-    def hide(self, text: str) -> str:
-        """``text`` with each object's name replaced by its pseudonym's: the full name ("home1 kitchen ceiling
+    def hide(self, text: str, *, facts: bool = False) -> str:
+        """``text`` with each object's name replaced by its state name's: the full name ("home1 kitchen ceiling
         light", "kitchen ceiling light") and the object's own words as state lines write them ("kitchen
-        ceiling", "home1 kitchen ceiling"). Case-insensitive, whole words, the longest first. A name worded
-        otherwise ("the ceiling lamp") is not recognised and leaves as written."""
-        return self._hiding(text)
+        ceiling", "home1 kitchen ceiling"). With ``facts`` (a question about static facts, for the adapter
+        alone) by its fact name's instead, full names only ("kisufa device"). Case-insensitive, whole words,
+        the longest first. A name worded otherwise ("the ceiling lamp") is not recognised and leaves as
+        written."""
+        return (self._hiding_facts if facts else self._hiding)(text)
 
     def unhidden(self, text: str) -> list[str]:
         """The words of ``text`` (as :meth:`hide` left it) that only the objects' own words use ("kitchen",
@@ -155,39 +184,55 @@ class Pseudonyms:
     def _own_words(self) -> frozenset[str]:
         """The words of the objects' real names that no pseudonym's name keeps (the kinds, the home: kept)."""
         real = {w for e in self.table for w in self._words(e).split()}
-        kept = {w for e in self.table.values() for w in object_name(e).split()} | set(KINDS)
+        kept = {w for e in (*self.table.values(), *self.facts.values()) for w in object_name(e).split()} | set(KINDS)
         return frozenset(real - kept)
 
     def reveal(self, text: str) -> str:
-        """The inverse of :meth:`hide` on a twin's answer: pseudonyms' names back to the objects'."""
+        """The inverse of :meth:`hide` on a twin's answer: state and fact names back to the objects' names."""
         return self._revealing(text)
 
     def pair(self, pair: QAPair) -> QAPair:
-        """A question/answer pair as the twin was trained on it (its object and question under the pseudonym)."""
-        return replace(pair, entity_id=self.entity(pair.entity_id), question=self.hide(pair.question))
+        """A static fact's question/answer pair as the twin was trained on it (object and question under its
+        fact name)."""
+        return replace(pair, entity_id=self.fact(pair.entity_id), question=self.hide(pair.question, facts=True))
 
     @functools.cached_property
     def _hiding(self) -> Callable[[str], str]:
-        return _rewriter(self._names(reverse=False))
+        return _rewriter(self._names(self._state_forms()))
+
+    @functools.cached_property
+    def _hiding_facts(self) -> Callable[[str], str]:
+        return _rewriter(self._names(self._fact_forms()))
 
     @functools.cached_property
     def _revealing(self) -> Callable[[str], str]:
-        return _rewriter(self._names(reverse=True))
+        return _rewriter(self._names([(new, old) for old, new in (*self._fact_forms(), *self._state_forms())]))
 
-    def _names(self, *, reverse: bool) -> list[tuple[str, str]]:
-        """(written form, replacement): full names and own words, each with and without the home; longest first."""
+    def _state_forms(self) -> list[tuple[str, str]]:
+        """(real, state name) as written without the home: full names, and own words as state lines write them."""
         home = self._home
-        out: dict[str, str] = {}
+        out: list[tuple[str, str]] = []
         for real, fake in self.table.items():
-            full = (object_name(real).removeprefix(home), object_name(fake).removeprefix(home))
-            for old, new in (full, (self._words(real), self._words(fake))):
-                old, new = (new, old) if reverse else (old, new)
-                out.setdefault(old, new)
-                out.setdefault(home + old, home + new)
+            out.append((object_name(real).removeprefix(home), object_name(fake).removeprefix(home)))
+            out.append((self._words(real), self._words(fake)))
+        return out
+
+    def _fact_forms(self) -> list[tuple[str, str]]:
+        """(real, fact name) as written without the home: full names."""
+        home = self._home
+        return [(object_name(r).removeprefix(home), object_name(f).removeprefix(home)) for r, f in self.facts.items()]
+
+    def _names(self, forms: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(written form, replacement): ``forms`` with and without the home, the first of a form kept; longest first."""
+        out: dict[str, str] = {}
+        for old, new in forms:
+            out.setdefault(old, new)
+            out.setdefault(self._home + old, self._home + new)
         return sorted(out.items(), key=lambda pair: -len(pair[0]))
 
     def to_json(self) -> bytes:
         doc = {"twin_id": self.twin_id, "table": dict(sorted(self.table.items()))}
+        doc |= {"facts": dict(sorted(self.facts.items()))}
         return (json.dumps(doc, indent=1) + "\n").encode()
 
     @classmethod
@@ -197,13 +242,17 @@ class Pseudonyms:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ConfigError(path, "", None, f"cannot read a pseudonym table: {exc}") from exc
-        table = doc.get("table") if isinstance(doc, dict) else None
-        twin_id = doc.get("twin_id") if isinstance(doc, dict) else None
-        if not isinstance(twin_id, str) or not isinstance(table, dict):
-            raise ConfigError(path, "", None, "not a pseudonym table (it needs twin_id and table)")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
-            raise ConfigError(path, "table", "...", "every entry must map an entity id to an entity id")
-        return cls(twin_id, table)
+        if not isinstance(doc, dict) or not isinstance(doc.get("twin_id"), str):
+            raise ConfigError(path, "", None, "not a pseudonym table (it needs twin_id, table and facts)")
+        tables: list[dict[str, str]] = []
+        for name in ("table", "facts"):
+            entries = doc.get(name)
+            if not isinstance(entries, dict):  # facts: a table from before fact names (the daemon rewrites it)
+                raise ConfigError(path, name, None, "missing: restart the daemon to write the table again")
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
+                raise ConfigError(path, name, "...", "every entry must map an entity id to an entity id")
+            tables.append(entries)
+        return cls(doc["twin_id"], *tables)
 
     def save(self, path: Path) -> None:
         """Owner-only (the table is the tenant's secret, like the key)."""
@@ -242,19 +291,24 @@ def for_device(data_dir: Path, twin_id: str, entity_ids: Iterable[str]) -> Pseud
     path = data_dir / TABLE_FILE
     with _LOCK:
         known = _known(path, twin_id)  # the trainer names the static facts' objects, the pipeline the state's
-        table = Pseudonyms.derive(load_or_create_key(data_dir / KEY_FILE), twin_id, set(entity_ids) | set(known))
-        if dict(table.table) != known:
-            table.save(path)
+        table = Pseudonyms.derive(load_or_create_key(data_dir / KEY_FILE), twin_id, set(entity_ids) | known)
+        written = table.to_json()
+        with contextlib.suppress(OSError):
+            if path.read_bytes() == written:
+                return table
+        table.save(path)
     return table
 
 
-def _known(path: Path, twin_id: str) -> dict[str, str]:
-    """The table at ``path`` for ``twin_id``; empty when there is none (or it is unreadable: rewritten)."""
+def _known(path: Path, twin_id: str) -> set[str]:
+    """The objects the table at ``path`` names for ``twin_id``: none when there is none or it is unreadable
+    (rewritten). Read from its state names, which tables from before fact names have too."""
     try:
-        table = Pseudonyms.load(path)
-    except ConfigError:
-        return {}
-    return dict(table.table) if table.twin_id == twin_id else {}
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    table = doc.get("table") if isinstance(doc, dict) and doc.get("twin_id") == twin_id else None
+    return {k for k in table if isinstance(k, str)} if isinstance(table, dict) else set()
 
 
 def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
@@ -271,6 +325,22 @@ def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
     kind = next((k for k in KINDS if words == k or words.endswith("_" + k)), "")
     stem = words.removesuffix(kind).rstrip("_")
     return f"{domain}.{prefix}{_spell(key, twin_id, stem)}" + (f"_{kind}" if kind else "")
+
+
+def fact_pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
+    """``light.home1_kitchen_ceiling`` -> ``device.home1_kisufa``: the home prefix kept, the domain made
+    :data:`FACT_DOMAIN` and the rest replaced by HMAC-SHA256(key, twin id, the whole entity id) spelled as
+    syllables, another word than :func:`pseudonym`'s. The household pseudo-entity keeps its id."""
+    if len(key) < 16:
+        raise ValueError("a pseudonym key needs at least 16 bytes")
+    if is_household(entity_id):
+        return entity_id
+    return f"{FACT_DOMAIN}.{object_prefix(twin_id)}{_spell(key, twin_id, f'fact:{entity_id}')}"
+
+
+def _word(twin_id: str, fake: str) -> str:
+    """The keyed word of a state or fact name: ``light.home1_vetopila_door`` -> "vetopila"."""
+    return fake.partition(".")[2].removeprefix(object_prefix(twin_id)).partition("_")[0]
 
 
 def _spell(key: bytes, twin_id: str, stem: str) -> str:

@@ -153,14 +153,16 @@ def _train(
     (folder / DONE).unlink(missing_ok=True)  # made with fewer rounds, or half-written
     home, rounds = int(key["home"]), int(key["rounds"])
     records = home_records(int(key["seed"]), int(key["n_homes"]), home)
+    state_ids: tuple[str, ...] = ()
     if key.get("pseudonyms"):  # as the daemon sends them with `finetune.pseudonyms` (edge.trainer)
-        table = bench_pseudonyms(int(key["seed"]), f"home{home}", (r.entity_id for r in records))
-        records = tuple(table.records(records))
-    service = _Service(folder, key, model_dir, records, recipe)
+        ids = [r.entity_id for r in records]
+        table = bench_pseudonyms(int(key["seed"]), f"home{home}", ids)
+        records, state_ids = tuple(table.records(records)), table.state_ids(ids)
+    service = _Service(folder, key, model_dir, records, recipe, state_ids)
     if not service.replay(spec):
         print(f"home{home}: what the earlier rounds left no longer reads, so the home starts over", flush=True)
         _start_over(folder, lineage)
-        service = _Service(folder, key, model_dir, records, recipe)
+        service = _Service(folder, key, model_dir, records, recipe, state_ids)
     for number in range(len(service.results) + 1, rounds + 1):
         request = service.request(number)
         resume = request.resume_adapter
@@ -186,6 +188,7 @@ class _Service:
     model_dir: Path
     records: tuple[StaticRecord, ...]
     recipe: Mapping[str, Any]
+    state_ids: tuple[str, ...] = ()  # under pseudonyms: the state names the readings draw on
     current: str | None = None
     served_round: int = 0
     served_accuracy: float = 0.0
@@ -200,6 +203,7 @@ class _Service:
             model_dir=str(self.model_dir),
             out_dir=str(self.folder / "adapters"),
             records=self.records,
+            state_ids=self.state_ids,
             current_adapter=self.current,
             resume_adapter=resume_point(self.rejected, self.served_round, self.served_accuracy, n),
             threads=int(self.key["threads"]),

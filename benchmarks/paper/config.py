@@ -116,7 +116,8 @@ _FLAGS = {
 
 # RoundRequest fields a paper run sets itself: everything else is the training recipe
 _PER_RUN = {
-    "twin_id", "version", "model_dir", "out_dir", "records", "current_adapter", "warm_start", "resume_adapter",
+    "twin_id", "version", "model_dir", "out_dir", "records", "state_ids", "current_adapter", "warm_start",
+    "resume_adapter",
     "current_score", "threads", "max_time_s", "eval_threshold", "seed",
 }  # fmt: skip
 

@@ -94,12 +94,14 @@ class Batch:
 @dataclass(frozen=True, slots=True)
 class ReadingPlan:
     """State-reading examples for a dataset: ``share`` x the other train examples (facts and declines; at
-    least one), and ``checks`` held-out-worded ones apart."""
+    least one), and ``checks`` held-out-worded ones apart, over the states of ``entity_ids`` (none: the
+    records' objects; under pseudonyms the records carry fact names, the states state names)."""
 
     twin_id: str
     share: float
     checks: int
     seed: int
+    entity_ids: tuple[str, ...] = ()
 
 
 def build_dataset(
@@ -116,7 +118,7 @@ def build_dataset(
     facts = len({(e.pair.entity_id, e.pair.attribute) for e in train if not is_decline(e.pair)})
     checks: list[Example] = []
     if reading is not None and facts:
-        ids = [r.entity_id for r in recs]
+        ids = list(reading.entity_ids) or [r.entity_id for r in recs]
         n = max(1, round(reading.share * len(train))) if reading.share > 0 else 0
         train += encode_readings(readings(ids, reading.twin_id, n, "train", reading.seed), codec, eos_id)
         checks = encode_readings(readings(ids, reading.twin_id, reading.checks, "heldout", reading.seed), codec, eos_id)

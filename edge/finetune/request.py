@@ -41,6 +41,9 @@ class RoundRequest:
     model_dir: Annotated[str, Length(1, 4096)]  # a prepared base model directory
     out_dir: Annotated[str, Length(1, 4096)]  # versions go to <out_dir>/v<version>/
     records: tuple[StaticRecord, ...] = ()
+    # the ids the state readings draw on (edge.finetune.reading), when not the records': under pseudonyms the
+    # records carry fact names and the readings the state names the daemon reports (shared.pseudonyms)
+    state_ids: tuple[str, ...] = ()
     current_adapter: str | None = None  # the .onnx_adapter in service: re-scored on the same questions
     warm_start: bool = True  # start from resume_adapter's (else current_adapter's) LoRA when it fits
     resume_adapter: str | None = None  # a previous round's candidate to continue training from
@@ -79,7 +82,7 @@ class RoundRequest:
         return cls(**{**budget, **fields})
 
     def reading_plan(self) -> ReadingPlan:
-        return ReadingPlan(self.twin_id, self.state_share, self.state_checks, self.seed)
+        return ReadingPlan(self.twin_id, self.state_share, self.state_checks, self.seed, self.state_ids)
 
     def train_options(self) -> TrainOptions:
         return TrainOptions(

@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"llmtwin query: {exc}")
         return 2
     if names is not None:
-        args.question = names.hide(args.question)
+        args.question = names.hide(args.question, facts=args.facts and not args.inter)  # facts: by fact names
         _note_unhidden(names, args.question)
     result = asyncio.run(_ask(args, endpoint, server_key, key))
     if names is not None:

@@ -283,4 +283,6 @@ def test_with_pseudonyms_a_home_trains_on_them_in_a_lineage_of_its_own(
     table = bench_pseudonyms(7, "home1", (r.entity_id for r in real))
     assert list(fake) == table.records(real) and named[0].records == len(fake) < plain[0].records
     assert not any("kitchen" in r.entity_id for r in fake)
+    assert child.requests[0].state_ids == ()  # the records' own ids
+    assert child.requests[1].state_ids == table.state_ids(r.entity_id for r in real)  # the state names
     assert json.loads((tmp_path / "home1" / "lineage.json").read_text())["pseudonyms"] is True

@@ -3,10 +3,12 @@ question, rewritten with its table, is still answered from the synced state."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from edge_profile import edge_profile
@@ -16,7 +18,9 @@ from edge.daemon import EdgeDaemon
 from gateway.prompts import PromptStore
 from gateway.queries import relevant
 from shared.cli import main
+from shared.commands import query_cmd
 from shared.config import EdgeConfig, load_config
+from shared.protocol.results import QueryResult
 from shared.pseudonyms import KEY_FILE, TABLE_FILE, Pseudonyms
 from shared.templates import object_name
 
@@ -34,7 +38,11 @@ def gateway_rows(db: Path) -> tuple[list[str], list[str]]:
 
 
 async def test_the_gateway_sees_pseudonyms_and_the_tenant_s_question_still_finds_its_state(
-    tmp_path: Path, tiny_model: Path, model_cache: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    tiny_model: Path,
+    model_cache: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = make_env(tmp_path / "gw", model_cache)
     async with running(env.cfg) as gw:
@@ -55,6 +63,19 @@ async def test_the_gateway_sees_pseudonyms_and_the_tenant_s_question_still_finds
         otherwise = [*argv[:-1], f"Is the lamp of the {' '.join(reversed(words))} on?"]
         assert await asyncio.to_thread(main, otherwise) == 0
         assert "went to the gateway as written" in capsys.readouterr().err
+        # a static fact, for the adapter alone: sent under the light's fact name, which keeps no domain or kind
+        asked: list[str] = []
+        ask = query_cmd._ask
+
+        async def spy(args: argparse.Namespace, *rest: Any) -> QueryResult:
+            asked.append(args.question)
+            return await ask(args, *rest)
+
+        monkeypatch.setattr(query_cmd, "_ask", spy)
+        fact = f"What is the wattage of the {object_name(light).removeprefix('home1 ')}?"
+        assert await asyncio.to_thread(main, [*argv[:-1], "--facts", fact]) == 0
+        assert asked == [f"What is the wattage of the {object_name(names.facts[light]).removeprefix('home1 ')}?"]
+        assert " light" not in asked[0] and "went to the gateway as written" not in capsys.readouterr().err
         wrong = tmp_path / "other.json"
         Pseudonyms("home2", {}).save(wrong)
         assert main([*argv[:-1], "--names", str(wrong), question]) == 2  # another twin's table: refused

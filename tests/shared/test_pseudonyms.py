@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 import shared.pseudonyms as ps
 from benchmarks.finetune import home_records
 from shared.errors import ConfigError
-from shared.pseudonyms import Pseudonyms, for_device, load_or_create_key, pseudonym
-from shared.templates import object_name, pairs
+from shared.pseudonyms import Pseudonyms, fact_pseudonym, for_device, load_or_create_key, pseudonym
+from shared.templates import is_one_way, object_name, pairs
 
 KEY = bytes(range(32))
 HOME1 = home_records(7, 3, 1)
@@ -32,32 +33,64 @@ def test_a_pseudonym_keeps_domain_and_home_and_hides_the_object_words() -> None:
         pseudonym(b"short", "home1", "light.home1_kitchen_ceiling")
 
 
+def test_a_fact_name_keeps_the_home_alone_and_is_unrelated_to_the_state_name() -> None:
+    lock, contact = "lock.home1_hallway_front_door", "binary_sensor.home1_hallway_front_door"
+    fact = fact_pseudonym(KEY, "home1", lock)
+    assert fact.startswith("device.home1_") and object_name(fact).endswith(" device")  # no domain, no kind
+    assert "_" not in fact.removeprefix("device.home1_")  # one keyed word
+    state_word = pseudonym(KEY, "home1", lock).partition("_")[2].partition("_")[0]
+    assert state_word not in fact  # another word than the state name's: unlinkable without the key
+    assert fact != fact_pseudonym(KEY, "home1", contact)  # a lock and its door's contact sensor differ
+    assert fact == fact_pseudonym(KEY, "home1", lock) != fact_pseudonym(bytes(32), "home1", lock)
+    assert fact_pseudonym(KEY, "home1", "sensor.home1_profile") == "sensor.home1_profile"
+
+
 def test_tables_of_different_id_sets_agree_and_collisions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     full = table()
     part = Pseudonyms.derive(KEY, "home1", list(full.table)[:5])
     assert all(full.table[e] == fake for e, fake in part.table.items())
     assert len(set(full.table.values())) == len(full.table)
+    assert len(set(full.facts.values())) == len(full.facts) == len(full.table)
+    real_spell = ps._spell
     monkeypatch.setattr(ps, "_spell", lambda *_: "bababa")
     with pytest.raises(ValueError, match=r"same pseudonym .*make a new pseudonym key"):
+        Pseudonyms.derive(KEY, "home1", ["light.home1_a", "light.home1_b"])
+    # a fact name's word spelled like a state name's: refused too (reveal could not tell them apart)
+    monkeypatch.setattr(
+        ps,
+        "_spell",
+        lambda key, twin, stem: "bababa" if stem in ("a", "fact:light.home1_b") else real_spell(key, twin, stem),
+    )
+    with pytest.raises(ValueError, match=r"same pseudonym bababa"):
         Pseudonyms.derive(KEY, "home1", ["light.home1_a", "light.home1_b"])
 
 
 def test_the_adapter_is_asked_exactly_what_the_tenant_client_sends() -> None:
     names = table()
     trained = names.records(HOME1)
-    real, fake = pairs(HOME1), pairs(trained)
-    assert len(real) == len(fake) > 1000  # the same facts, every template
-    for r, f in zip(real, fake, strict=True):
-        assert (names.hide(r.question), names.entity(r.entity_id), r.answer) == (f.question, f.entity_id, f.answer)
+    real = pairs(HOME1)
+    fake = {(p.entity_id, p.attribute, p.template): p for p in pairs(trained)}
+    assert len(real) > 1000
+    for r in real:  # every fact, every template, asked under its fact name as the client sends it
+        f = fake.pop((names.fact(r.entity_id), r.attribute, r.template))
+        assert (
+            (names.hide(r.question, facts=True), r.answer)
+            == (f.question, f.answer)
+            == (names.pair(r).question, r.answer)
+        )
         assert names.reveal(f.question) == r.question
-    assert all("kitchen" not in p.question for p in fake if not p.entity_id.endswith("_profile"))
+    # and facts the real name's domain spells out ("... switch": device class switch), which a fact name does not
+    assert {(p.attribute, p.answer) for p in fake.values()} <= {("device_class", "switch")}
+    assert all(is_one_way(p) for p in fake.values())
+    assert all(not set(p.question.casefold().split()) & names._own_words for p in pairs(trained))
+    assert not any(" light" in p.question or " lock" in p.question for p in pairs(trained))  # no domain, no kind
 
 
 def test_facts_the_real_name_spells_out_are_not_taught_under_the_pseudonym() -> None:
     names = table()
     trained = {(r.entity_id, r.attribute) for r in names.records(HOME1)}
     rooms = [r for r in HOME1 if r.attribute == "room"]
-    assert rooms and all((names.entity(r.entity_id), "room") not in trained for r in rooms)
+    assert rooms and all((names.fact(r.entity_id), "room") not in trained for r in rooms)
     household = [r for r in HOME1 if r.entity_id == "sensor.home1_profile"]
     assert household and all((r.entity_id, r.attribute) in trained for r in household)
 
@@ -79,6 +112,15 @@ def test_hide_rewrites_full_and_state_line_names_in_any_case_and_reveal_turns_th
     assert names.unhidden(names.hide("Is the hallway front door locked? And the kitchen temperature?")) == []
     answer = f"No, the {door} is unlocked; home1 {light} is on."
     assert names.reveal(answer) == "No, the hallway front door is unlocked; home1 kitchen ceiling light is on."
+    fact_light, fact_lock = (object_name(names.facts[i]).removeprefix("home1 ") for i in ids[:2])  # "<word> device"
+    assert (
+        names.hide("What's the kitchen ceiling light's wattage?", facts=True) == f"What's the {fact_light}'s wattage?"
+    )
+    assert names.hide("home1 hallway front door lock: auto lock?", facts=True) == f"home1 {fact_lock}: auto lock?"
+    assert (
+        names.hide("Is the hallway front door locked?", facts=True) == "Is the hallway front door locked?"
+    )  # full names
+    assert names.reveal(f"paired with home1 {fact_lock}") == "paired with home1 hallway front door lock"
 
 
 def test_key_and_table_files_are_the_tenant_s_and_bad_ones_are_named(tmp_path: Path) -> None:
@@ -91,13 +133,18 @@ def test_key_and_table_files_are_the_tenant_s_and_bad_ones_are_named(tmp_path: P
 
     first = for_device(tmp_path / "d", "home1", ["light.home1_kitchen", "sensor.home1_profile"])
     both = for_device(tmp_path / "d", "home1", ["switch.home1_kettle"])  # the pipeline's ids join the trainer's
-    assert set(first.table) == {"light.home1_kitchen"}
-    assert set(both.table) == {"light.home1_kitchen", "switch.home1_kettle"}
+    assert set(first.table) == set(first.facts) == {"light.home1_kitchen"}
+    assert set(both.table) == set(both.facts) == {"light.home1_kitchen", "switch.home1_kettle"}
     saved = tmp_path / "d" / ps.TABLE_FILE
     assert Pseudonyms.load(saved) == both and stat.S_IMODE(saved.stat().st_mode) == 0o600
-    saved.write_text('{"twin_id": "home1", "table": {"a": 1}}')
+    saved.write_text('{"twin_id": "home1", "table": {"a": 1}, "facts": {}}')
     with pytest.raises(ConfigError, match=r"pseudonyms\.json: table"):
         Pseudonyms.load(saved)
+    # written before fact names: the client refuses it, the daemon writes it again for the same objects
+    saved.write_text(json.dumps({"twin_id": "home1", "table": dict(both.table)}))
+    with pytest.raises(ConfigError, match=r"pseudonyms\.json: facts.*restart the daemon"):
+        Pseudonyms.load(saved)
+    assert for_device(tmp_path / "d", "home1", []) == both and Pseudonyms.load(saved) == both
     saved.write_text("{")
     with pytest.raises(ConfigError, match="cannot read a pseudonym table"):
         Pseudonyms.load(saved)

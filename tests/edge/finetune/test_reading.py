@@ -23,6 +23,7 @@ from edge.finetune.reading import (
 from gateway.engine.text import TextCodec, chat_prompt
 from gateway.queries import twin_prompt
 from shared.modelspec import load_spec
+from shared.pseudonyms import Pseudonyms
 from shared.scenario import generate
 from shared.semantic import EntityState
 from shared.templates import SYSTEM_PROMPT
@@ -136,6 +137,20 @@ def test_the_dataset_carries_readings_in_train_and_checks_apart(tiny_model: Path
         assert e.pair == r.pair and e.prompt[: len(data.prefix)] == data.prefix
         assert e.prompt == tuple(codec.encode(chat_prompt(r.prompt, system=SYSTEM_PROMPT)))  # as the gateway asks
         assert e.answer == (*codec.encode(r.pair.answer), eos)
+
+
+def test_readings_can_draw_on_other_ids_than_the_records(tiny_model: Path) -> None:
+    """Under pseudonyms the records carry fact names and the readings the state names the daemon reports."""
+    spec = load_spec(tiny_model)
+    tokenizer, eos = tiny_model / spec.tokenizer_file, spec.eos_token_ids[0]
+    records = list(HOME.static_facts())[:40]
+    named = Pseudonyms.derive(bytes(32), HOME.home_id, (r.entity_id for r in records))
+    ids = named.state_ids(r.entity_id for r in records)
+    data = build_dataset(named.records(records), tokenizer, eos, ReadingPlan(HOME.home_id, 0.25, 5, 0, ids))
+    drawn = readings(ids, HOME.home_id, 5, "heldout", seed=0)
+    assert [e.pair for e in data.state_checks] == [r.pair for r in drawn] and data.readings > 0
+    objects = [e.pair.entity_id for e in data.state_checks if not e.pair.entity_id.startswith("@")]  # @: aggregates
+    assert objects and set(objects) <= set(ids)
 
 
 def test_every_answer_trained_or_checked_passes_its_own_judge() -> None:

@@ -307,10 +307,12 @@ async def test_on_pseudonyms_rounds_train_on_them_and_switching_them_on_retrains
         StaticRecord("light.home1_kitchen_ceiling", "room", "kitchen"),  # spelled out by the name: not taught
         StaticRecord("sensor.home1_profile", "owner_name", "Ada", sensitive=True),
     ]
-    named = await named_trainer._named(real)
-    fake = Pseudonyms.load(tmp_path / "edge-data" / TABLE_FILE).table["light.home1_kitchen_ceiling"]
-    assert named == [StaticRecord(fake, "manufacturer", "Aqara"), real[2]]
-    assert await plain._named(real) == real
+    named, state_ids = await named_trainer._named(real)
+    table = Pseudonyms.load(tmp_path / "edge-data" / TABLE_FILE)
+    fact, fake = table.facts["light.home1_kitchen_ceiling"], table.table["light.home1_kitchen_ceiling"]
+    assert named == [StaticRecord(fact, "manufacturer", "Aqara"), real[2]]  # facts under the fact name
+    assert state_ids == (fake, "sensor.home1_profile")  # state readings under the state names the daemon reports
+    assert await plain._named(real) == (real, ())
     # a device that trained on the real names switches pseudonyms on: its facts changed, and the round
     # that follows does not warm-start from the adapter that knows the real names
     await put_facts(db, real, -5000.0)
