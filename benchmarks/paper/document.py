@@ -204,6 +204,8 @@ def _pseudonyms(privacy: Mapping[str, Any]) -> str:
             "of their objects instead (`finetune.pseudonyms = true`, measured with `llmtwin bench paper "
             "--pseudonyms`): the key and the name table stay with the tenant."
         )
+    if privacy.get("fact_names"):
+        return _fact_names(privacy)
     keyed = privacy.get("enumeration_attack_top1_with_key")
     linking = privacy.get("linking_attack") or {}
     found, bound = privacy.get("linking_attack_top1"), linking.get("bound")
@@ -226,6 +228,39 @@ def _pseudonyms(privacy: Mapping[str, Any]) -> str:
         "away, and the facts themselves carry it (only lights have a brightness range), so no naming of the "
         "objects takes it back."
     )
+
+
+def _fact_names(privacy: Mapping[str, Any]) -> str:
+    """A run whose homes trained their facts under fact names (no domain, no kind) and their state readings
+    under the state names: what the attackers who name objects by their real names, or hold the key, or
+    hold the pseudonyms without it, got."""
+    linking = privacy.get("linking_attack") or {}
+    return (
+        "The homes of this run trained on keyed pseudonyms of their objects (`finetune.pseudonyms`, "
+        '`shared.pseudonyms`). Every static fact the twin learnt is about a fact name such as "home1 kisufa '
+        "device\", which keeps neither the object's domain nor its kind; its state readings use the names the "
+        'daemon reports state under ("home1 vetopila light"), another keyed word. The tenant\'s client rewrites '
+        "names on the way out and back (`llmtwin query --facts` by the fact names). The likelihood and "
+        "enumeration attackers above hold the adapter and name the home's objects by their real names, which "
+        f"the adapter never saw{_lift(privacy)}. With the tenant's key (the tenant itself, or whoever steals the "
+        "key and the table), the enumeration attacker reaches "
+        f"{num(privacy.get('enumeration_attack_top1_with_key'))}: the twin still knows every fact, under names "
+        "only the key resolves. Without the key, an attacker who also holds every fact name the twin is asked by "
+        "(the gateway sees them in the tenant's questions) can ask each one, find the one holding the value, and "
+        "learn nothing from it about the object: expected top-1 "
+        f"**{num(privacy.get('linking_attack_top1'))}**, against a bound of {num(linking.get('bound'))}, which is "
+        "chance."
+    )
+
+
+def _lift(privacy: Mapping[str, Any]) -> str:
+    """ ": top-1 0.15 against 0.145 with the base model alone, 0.2 standard errors apart" (what the adapter adds)."""
+    top1, base = privacy.get("likelihood_attack_top1"), privacy.get("likelihood_attack_top1_base")
+    se = (privacy.get("likelihood_attack") or {}).get("stderr")
+    if top1 is None or base is None:
+        return ""
+    apart = f", {abs(top1 - base) / se:.1f} standard errors apart" if se else ""
+    return f": the likelihood attacker's top-1 is {num(top1)} against {num(base)} with the base model alone{apart}"
 
 
 def _kept_words(privacy: Mapping[str, Any]) -> str:

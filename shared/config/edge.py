@@ -152,9 +152,9 @@ class FinetuneSection:
     # this rounding, so what it accepts is what the gateway serves. int4 is a quarter of float16 on the wire;
     # on SmolLM2-135M its held-out accuracy stayed within sampling noise of float16 (README, Fine-tuning)
     adapter_dtype: AdapterDtype = "int4"
-    # train on keyed pseudonyms of the objects' names (shared.pseudonyms): the adapter, the state prompts and
-    # the questions the gateway sees name "home1 vetopila light", never "home1 kitchen ceiling light"; the key
-    # and the table stay in device.data_dir, and `llmtwin query --config` rewrites questions and answers
+    # train on keyed pseudonyms of the objects' names (shared.pseudonyms): the state prompts and readings name
+    # "home1 vetopila light", the static facts "home1 kisufa device", never "home1 kitchen ceiling light"; the
+    # key and the table stay in device.data_dir, and `llmtwin query --config` rewrites questions and answers
     pseudonyms: bool = False
 
 

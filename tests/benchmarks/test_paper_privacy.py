@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +219,14 @@ def test_the_linking_attacker_guesses_within_the_found_pseudonym_s_domain(facts:
     assert chance([len(d.candidates) for d in chosen]) < bound < 1.0
     blind = linking_attack(chosen, keyed, dict.fromkeys(truth, "?"))  # nothing found: a guess among all
     assert blind["linking_attack_top1"] == pytest.approx(chance([len(d.candidates) for d in chosen]), abs=1e-4)
+    # fact names keep no domain: finding the value's name tells the attacker nothing of the object
+    as_facts = [replace(d, candidates=tuple(replace(c, entity_id=f"device.{c.entity_id}") for c in d.candidates))
+                for d in chosen]  # fmt: skip
+    named = linking_attack(
+        chosen, as_facts, {answer_key(d.twin_id, c): normalize_answer(c.answer) for d in as_facts for c in d.candidates}
+    )
+    at_chance = chance([len(d.candidates) for d in chosen])
+    assert named["linking_attack_top1"] == pytest.approx(at_chance, abs=1e-4) == named["linking_attack"]["bound"]
 
 
 # --- the scorer against a plain forward pass ---------------------------------------------------
@@ -372,9 +381,9 @@ def test_with_pseudonyms_the_tenant_asks_under_them_and_the_attackers_use_real_n
         canary_candidates=7,
         pseudonyms=True,
     )
-    assert report["pseudonyms"] is True
+    assert report["pseudonyms"] is True and report["fact_names"] is True
     table = bench_pseudonyms(7, "home1", (r.entity_id for r in home_records(7, 2, 1)))
-    fakes = set(table.table.values())
+    fakes = set(table.facts.values())  # the twin learnt its facts under the fact names
     assert {e["object"] for e in report["reverse"]["examples"]} <= fakes | {"sensor.home1_profile"}
     assert 0.0 <= report["likelihood_attack_top1"] <= 1.0 and 0.0 <= report["enumeration_attack_top1_with_key"] <= 1.0
     assert 0.0 <= report["linking_attack_top1"] <= report["linking_attack"]["bound"] <= 1.0
