@@ -8,7 +8,7 @@ names to pseudonyms, stay with the tenant. The tenant's query client rewrites na
 question leaves (:meth:`Pseudonyms.hide`) and back in the answer (:meth:`Pseudonyms.reveal`), so the
 gateway, its prompt database and the adapter never see which pseudonym is which object.
 
-Each object has two pseudonyms, unlinkable without the key:
+Each object has two pseudonyms, with no word in common (without the key, nothing in the names links them):
 
 * its **state name** (:func:`pseudonym`, ``light.home1_vetopila``), which the state it reports and the
   trained state readings use. It keeps the home prefix (the twin id, which the gateway knows anyway), the
@@ -22,14 +22,16 @@ Each object has two pseudonyms, unlinkable without the key:
   domain, no kind. Those words are in the real names too, so an adapter that learnt facts next to them
   would still tell an attacker who scores it by real names which door lock has the 30 s auto-lock; under
   a fact name it can only tell him what the base model guesses. One per object (a lock and its door's
-  contact sensor differ), unrelated to the state name.
+  contact sensor differ), with no word in common with the state name. (The facts themselves still say
+  what type of object a fact name is: a device class, a unit, a brightness range.)
 
 The household pseudo-entity (``sensor.<home>_profile``) is the home itself and keeps its name; its facts
 are guarded by the trained declines instead (``edge.finetune.declines``).
 
 A word is HMAC-SHA256(key, twin id + what it stands for) spelled as four consonant-vowel syllables (24M
-spellings), so it is stable across rounds and new objects, and unpredictable without the key. Two names
-spelled alike (about 1 in 10^4 for a home of 100 objects) are refused with the advice to make a new key.
+spellings), so it is stable across rounds and new objects, and unpredictable without the key. One word
+for two things (about 1 in 1,200 for a home of 100 objects, two words each) is refused with the advice to
+make a new key.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ KEY_BYTES = 32
 KEY_FILE = "pseudonym.key"  # in the device's data_dir: the tenant's key
 TABLE_FILE = "pseudonyms.json"  # beside it: names -> pseudonyms, for the tenant's query client
 SYLLABLES = 4
-# a kind, kept as the pseudonym's last word: what a sensor measures or watches, as the compressor, the gateway and
+# a kind, kept as a state name's last word: what a sensor measures or watches, as the compressor, the gateway and
 # the state readings read it from the id's last word; a door's lock, cover and contact sensor keep "door" alike
 KINDS = (*SENSOR_QUANTITIES, "motion", "door", "window", "gate", "smoke", "leak", "occupancy", "presence", "contact")
 FACT_DOMAIN = "device"  # a fact name's domain, the same for every object: "home1 kisufa device"
@@ -83,32 +85,32 @@ class Pseudonyms:
     table: Mapping[str, str]
     facts: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if set(self.facts) != set(self.table):  # an object without a fact name would be asked by its real name
+            raise ValueError("a pseudonym table needs a fact name for exactly the objects it has state names for")
+
     @classmethod
     def derive(cls, key: bytes, twin_id: str, entity_ids: Iterable[str]) -> Pseudonyms:
         """The tables for ``entity_ids`` of ``twin_id`` under ``key`` (the household left out). Each name
         depends on its own entity id only (:func:`pseudonym`, :func:`fact_pseudonym`), so tables of different
-        id sets agree where they overlap. ValueError when two objects' names, or a state name's and a fact
-        name's word, are spelled alike (objects sharing their own words share their state name's word)."""
+        id sets agree where they overlap. ValueError when one keyed word came out for two things (objects
+        with the same own words share their state name's word; any other reuse is a collision)."""
         table: dict[str, str] = {}
         facts: dict[str, str] = {}
-        states: dict[str, str] = {}  # state name -> its object
-        state_words: dict[str, str] = {}  # a state name's word -> an object with it (shared by like-worded ones)
-        fact_words: dict[str, str] = {}  # a fact name's word -> its object
+        words: dict[str, tuple[str, str]] = {}  # keyed word -> (what it stands for, the first object with it)
         for entity_id in sorted(set(entity_ids)):
             fake = pseudonym(key, twin_id, entity_id)
             if fake == entity_id:  # the household
                 continue
             fact = fact_pseudonym(key, twin_id, entity_id)
-            state_word, fact_word = _word(twin_id, fake), _word(twin_id, fact)
-            clashes = ((fake, states), (fact_word, fact_words), (fact_word, state_words), (state_word, fact_words))
-            for taken, owner in clashes:
-                if taken in owner:
+            stem = _stem_and_kind(twin_id, entity_id)[0]
+            for word, meaning in ((_word(twin_id, fake), stem), (_word(twin_id, fact), f"fact:{entity_id}")):
+                first = words.setdefault(word, (meaning, entity_id))
+                if first[0] != meaning:
                     raise ValueError(
-                        f"{owner[taken]} and {entity_id} got the same pseudonym {taken} (about 1 in 10^4 for a "
+                        f"{first[1]} and {entity_id} got the same pseudonym {word} (about 1 in 1,200 for a "
                         "100-object home): make a new pseudonym key"
                     )
-            states[fake] = fact_words[fact_word] = entity_id
-            state_words.setdefault(state_word, entity_id)
             table[entity_id], facts[entity_id] = fake, fact
         return cls(twin_id, table, facts)
 
@@ -121,8 +123,8 @@ class Pseudonyms:
         return self.facts.get(entity_id, entity_id)
 
     def records(self, records: Iterable[F]) -> list[F]:
-        """``records`` as the device trains on them (dataclass records): every entity id, and every object
-        name in a text value, under its fact name. Left out: the facts that name the object in other words
+        """``records`` as the device trains on them (dataclass records): every entity id, and every full
+        object name in a text value, under its fact name. Left out: the facts that name the object in other words
         (:data:`NAME_ATTRIBUTES`), and those its own words spell out: a "kitchen ceiling light" is not asked
         its room under its real name (``shared.templates.is_one_way``), and under the pseudonym that answer
         would tie it back to the name."""
@@ -182,7 +184,7 @@ class Pseudonyms:
 
     @functools.cached_property
     def _own_words(self) -> frozenset[str]:
-        """The words of the objects' real names that no pseudonym's name keeps (the kinds, the home: kept)."""
+        """The words of the objects' real names that no pseudonym keeps (the home, and a state name's kind)."""
         real = {w for e in self.table for w in self._words(e).split()}
         kept = {w for e in (*self.table.values(), *self.facts.values()) for w in object_name(e).split()} | set(KINDS)
         return frozenset(real - kept)
@@ -252,6 +254,10 @@ class Pseudonyms:
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in entries.items()):
                 raise ConfigError(path, name, "...", "every entry must map an entity id to an entity id")
             tables.append(entries)
+        if set(tables[0]) != set(tables[1]):
+            raise ConfigError(
+                path, "facts", "...", "names other objects than table: restart the daemon to write it again"
+            )
         return cls(doc["twin_id"], *tables)
 
     def save(self, path: Path) -> None:
@@ -319,12 +325,17 @@ def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
         raise ValueError("a pseudonym key needs at least 16 bytes")
     if is_household(entity_id):
         return entity_id
-    domain, _, obj = entity_id.partition(".")
-    prefix = object_prefix(twin_id)
-    words = obj.removeprefix(prefix)
+    stem, kind = _stem_and_kind(twin_id, entity_id)
+    domain = entity_id.partition(".")[0]
+    return f"{domain}.{object_prefix(twin_id)}{_spell(key, twin_id, stem)}" + (f"_{kind}" if kind else "")
+
+
+def _stem_and_kind(twin_id: str, entity_id: str) -> tuple[str, str]:
+    """``sensor.home1_kitchen_temperature`` -> ("kitchen", "temperature"): an object's own words and its kind
+    (:data:`KINDS`, "" for none), as in its id."""
+    words = entity_id.partition(".")[2].removeprefix(object_prefix(twin_id))
     kind = next((k for k in KINDS if words == k or words.endswith("_" + k)), "")
-    stem = words.removesuffix(kind).rstrip("_")
-    return f"{domain}.{prefix}{_spell(key, twin_id, stem)}" + (f"_{kind}" if kind else "")
+    return words.removesuffix(kind).rstrip("_"), kind
 
 
 def fact_pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:

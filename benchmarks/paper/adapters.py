@@ -49,6 +49,7 @@ from shared.adapters import manifest_path, read_adapter
 from shared.errors import AdapterError
 from shared.files import atomic_write_bytes
 from shared.modelspec import ModelSpec, default_cache_dir, load_spec
+from shared.typed import FieldError
 
 DONE = "done.json"
 LINEAGE = "lineage.json"  # the settings other than rounds, written when the folder is (re)started
@@ -118,7 +119,7 @@ def train_home_adapters(
             "max_time_s": max_time_s,
             "threads": threads,
             "recipe": effective_recipe(recipe),
-        } | ({"pseudonyms": True} if pseudonyms else {})
+        } | ({"pseudonyms": True, "fact_names": True} if pseudonyms else {})  # facts under fact names (79531e6)
         folder = work / f"home{home}"
         done = _reuse(folder, key, spec)
         if done is not None:
@@ -265,6 +266,15 @@ def _reads(artifact: Path, spec: ModelSpec) -> bool:
     return True
 
 
+def _same_request(asked: Any, request: RoundRequest) -> bool:
+    """Whether a recorded request is ``request``: parsed, so a record from before a field was added (written
+    without it) matches a request that leaves the field at its default."""
+    try:
+        return RoundRequest.from_json(json.dumps(asked)) == request
+    except (FieldError, ValueError, TypeError, AttributeError):  # a field since removed, a bad value
+        return False
+
+
 def _earlier_round(folder: Path, number: int, request: RoundRequest) -> dict[str, Any] | None:
     """Round ``number`` as an earlier run left it, when it ran this very request and its result reads.
 
@@ -272,7 +282,6 @@ def _earlier_round(folder: Path, number: int, request: RoundRequest) -> dict[str
     after the child finished, or the folder predates the records) the child's own files are read, and its
     own ``seconds`` stand for the wall time (they leave out the child's ~1 s start-up).
     """
-    wanted = json.loads(request.to_json())
     try:
         record = json.loads((folder / f"round{number}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -282,7 +291,9 @@ def _earlier_round(folder: Path, number: int, request: RoundRequest) -> dict[str
             record = {"request": asked, "result": result, "wall_s": float(result["seconds"])}
         except (OSError, ValueError, TypeError, KeyError):
             return None
-    if not isinstance(record, dict) or record.get("request") != wanted or not isinstance(record.get("result"), dict):
+    if not isinstance(record, dict) or not _same_request(record.get("request"), request):
+        return None
+    if not isinstance(record.get("result"), dict):
         return None
     result = record["result"]
     if not isinstance(record.get("wall_s"), (int, float)) or not set(result) >= _RESULT_KEYS:

@@ -246,19 +246,22 @@ def _fact_names(privacy: Mapping[str, Any]) -> str:
         "key and the table), the enumeration attacker reaches "
         f"{num(privacy.get('enumeration_attack_top1_with_key'))}: the twin still knows every fact, under names "
         "only the key resolves. Without the key, an attacker who also holds every fact name the twin is asked by "
-        "(the gateway sees them in the tenant's questions) can ask each one, find the one holding the value, and "
-        "learn nothing from it about the object: expected top-1 "
-        f"**{num(privacy.get('linking_attack_top1'))}**, against a bound of {num(linking.get('bound'))}, which is "
-        "chance."
+        "(the gateway sees them in the tenant's questions) can ask each one and find the one holding the value. "
+        "The name keeps no domain, but the twin answers its other facts (device class, unit, brightness range), "
+        "which give the type back, so the attacker can guess among the home's objects of that domain: expected "
+        f"top-1 **{num(privacy.get('linking_attack_top1'))}**, where knowing the domain of every value would give "
+        f"{num(linking.get('bound'))}. That is what an object's type gives away, under any naming."
     )
 
 
 def _lift(privacy: Mapping[str, Any]) -> str:
-    """ ": top-1 0.15 against 0.145 with the base model alone, 0.2 standard errors apart" (what the adapter adds)."""
+    """ ": top-1 0.15 against 0.145 with the base model alone, 0.1 standard errors apart" (what the adapter
+    adds; the standard error of the difference of two rates over the same descriptions, taken as independent)."""
     top1, base = privacy.get("likelihood_attack_top1"), privacy.get("likelihood_attack_top1_base")
-    se = (privacy.get("likelihood_attack") or {}).get("stderr")
+    n = (privacy.get("likelihood_attack") or {}).get("descriptions")
     if top1 is None or base is None:
         return ""
+    se = math.sqrt((top1 * (1 - top1) + base * (1 - base)) / n) if n else 0.0
     apart = f", {abs(top1 - base) / se:.1f} standard errors apart" if se else ""
     return f": the likelihood attacker's top-1 is {num(top1)} against {num(base)} with the base model alone{apart}"
 

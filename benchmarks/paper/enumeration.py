@@ -42,45 +42,39 @@ def linking_attack(
 
     ``keyed`` are ``chosen`` with every candidate under its pseudonym, ``answers`` the twins' answers to
     them (:func:`ask_candidates`). The attacker asks every pseudonym of the home the forward question, finds
-    the one whose answer is the value, and reads what that name keeps of its object: the domain, for a name
-    that keeps it ("vetopila light"); nothing, for a fact name ("kisufa device", ``shared.pseudonyms``).
-    Then it can only guess among the home's real candidates alike in that. Its expected top-1 is the mean of
-    1 / (candidates alike) where it found the true pseudonym, and 1 / candidates where it found none or
-    several (a guess among all). ``bound`` is the same with every pseudonym found: what the names give away.
+    the one whose answer is the value, and learns its object's domain: from the name, where it keeps it
+    ("vetopila light"), or else from the twin's answers about that name's other facts (a fact name, "kisufa
+    device", keeps none, but its device class, unit or brightness range give the type back). Then it can
+    only guess among the home's real candidates of that domain. Its expected top-1 is the mean of
+    1 / (candidates of that domain) where it found the true pseudonym, and 1 / candidates where it found
+    none or several (a guess among all). ``bound`` is the same with every pseudonym found: what the
+    object's type gives away.
     """
     expected: list[float] = []
     bound: list[float] = []
     for real, fake in zip(chosen, keyed, strict=True):
         value = normalize_answer(real.value)
         found = [i for i, c in enumerate(fake.candidates) if answers[answer_key(fake.twin_id, c)] == value]
-        alike = _alike(real, fake)
+        domain = _domain(real.candidates[real.true_index])
+        alike = sum(_domain(c) == domain for c in real.candidates)
         bound.append(1 / alike)
         if len(found) != 1:
             expected.append(1 / len(real.candidates))
         elif found[0] == real.true_index:
             expected.append(1 / alike)
         else:
-            expected.append(0.0)  # the wrong pseudonym: the candidates alike in its name never hold the true object
+            expected.append(0.0)  # the wrong pseudonym: its domain's candidates never hold the true object
     return {
         "linking_attack_top1": round(sum(expected) / len(expected), 4) if expected else None,
         "linking_attack": {
             "descriptions": len(expected),
             "bound": round(sum(bound) / len(bound), 4) if bound else None,
             "method": "the enumeration attack on the home's pseudonyms (the names the twin is asked by), then a "
-            "uniform guess among the real candidates alike in what the found name keeps of its object (its "
-            "domain, where it keeps one; nothing, for a fact name); expected top-1. bound: every pseudonym "
-            "found, i.e. what the names give away",
+            "uniform guess among the real candidates of the found name's domain (kept in a state name; given "
+            "back by a fact name's other facts); expected top-1. bound: every pseudonym found, i.e. what the "
+            "object's type gives away",
         },
     }
-
-
-def _alike(real: Description, fake: Description) -> int:
-    """How many of the real candidates share what the true object's pseudonym keeps: its domain, when the
-    pseudonym keeps it; all of them otherwise."""
-    domain = _domain(real.candidates[real.true_index])
-    if _domain(fake.candidates[fake.true_index]) != domain:
-        return len(real.candidates)
-    return sum(_domain(c) == domain for c in real.candidates)
 
 
 def _domain(pair: QAPair) -> str:

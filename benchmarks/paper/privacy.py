@@ -78,7 +78,8 @@ def run_privacy(
     run on the pseudonyms: with the key (``enumeration_attack_top1_with_key``: what the tenant, or a thief
     of the key, gets), and without it, linking the pseudonym found to a real object by what it keeps of it
     (``linking_attack_top1``, ``enumeration.linking_attack``). The facts are trained and asked under fact
-    names (``fact_names``: no domain, no kind), so the linking attacker's bound is chance."""
+    names (``fact_names``: no domain, no kind); the linking attacker learns the domain from the found name's
+    other facts instead."""
     if not adapters:
         raise ValueError("run_privacy needs at least one home adapter")
     if not sizes_normal or not sizes_reverse or min(*sizes_normal, *sizes_reverse) < 1:

@@ -285,4 +285,20 @@ def test_with_pseudonyms_a_home_trains_on_them_in_a_lineage_of_its_own(
     assert not any("kitchen" in r.entity_id for r in fake)
     assert child.requests[0].state_ids == ()  # the records' own ids
     assert child.requests[1].state_ids == table.state_ids(r.entity_id for r in real)  # the state names
-    assert json.loads((tmp_path / "home1" / "lineage.json").read_text())["pseudonyms"] is True
+    lineage = json.loads((tmp_path / "home1" / "lineage.json").read_text())
+    assert lineage["pseudonyms"] is True and lineage["fact_names"] is True  # not reused from before fact names
+
+
+def test_a_round_recorded_before_a_request_field_existed_is_still_the_same_request() -> None:
+    request = RoundRequest(twin_id="home1", version=1, model_dir="m", out_dir="o")
+    recorded = json.loads(request.to_json())
+    del recorded["state_ids"]  # written before the field: its default
+    assert mod._same_request(recorded, request)
+    assert not mod._same_request(
+        recorded, RoundRequest(twin_id="home1", version=1, model_dir="m", out_dir="o", state_ids=("a.b",))
+    )
+    assert not mod._same_request({**recorded, "gone_field": 1}, request) and not mod._same_request(None, request)
+    named = RoundRequest(
+        twin_id="home1", version=1, model_dir="m", out_dir="o", state_ids=("light.home1_a", "sensor.x")
+    )
+    assert RoundRequest.from_json(named.to_json()) == named and named.reading_plan().entity_ids == named.state_ids

@@ -345,14 +345,12 @@ def test_the_write_up_says_whether_the_homes_trained_on_pseudonyms() -> None:
     attack = {"likelihood_attack_top1": 0.28, "likelihood_attack": {"by_attribute": by_attribute}}
     kept = document._pseudonyms({**privacy, **attack})
     assert "`auto_lock_s` 0.71 over 7" in kept and "`wattage_w` 0.03 over 29" in kept
-    # a run on fact names: the real-name attacker against the base model, the linking attacker at chance
-    facts = {**privacy, "fact_names": True, "linking_attack_top1": 0.12, "linking_attack": {"bound": 0.12}}
-    scored = {
-        "likelihood_attack_top1": 0.15,
-        "likelihood_attack_top1_base": 0.145,
-        "likelihood_attack": {"stderr": 0.025},
-    }
+    # a run on fact names: the real-name attacker against the base model, the linking attacker by type
+    facts = {**privacy, "fact_names": True, "linking_attack_top1": 0.2, "linking_attack": {"bound": 0.23}}
+    scored = {"likelihood_attack_top1": 0.15, "likelihood_attack_top1_base": 0.145}
+    scored |= {"likelihood_attack": {"descriptions": 200}}
     text = document._pseudonyms({**facts, **scored})
     assert '"home1 kisufa device"' in text and "the enumeration attacker reaches 0.98" in text
-    assert "top-1 is 0.15 against 0.145 with the base model alone, 0.2 standard errors apart" in text
-    assert "expected top-1 **0.12**, against a bound of 0.12, which is chance" in text and "auto_lock_s" not in text
+    assert "top-1 is 0.15 against 0.145 with the base model alone, 0.1 standard errors apart" in text
+    assert "which give the type back" in text and "top-1 **0.2**, where knowing the domain" in text
+    assert "auto_lock_s" not in text

@@ -68,6 +68,7 @@ def test_held_state_reads_the_gateways_database_as_it_runs(tmp_path: Path) -> No
     assert lights == "kitchen ceiling on, kitchen counter off"
     assert held_state(db, "home3", ABOUT["Is the TV playing?"], plain["home3"]) == "none reported"
     # read by the tenant's own name, with its table
-    names = Pseudonyms("home3", {"media_player.home3_living_room_tv": "media_player.home3_kabo"})
+    tv = "media_player.home3_living_room_tv"
+    names = Pseudonyms("home3", {tv: "media_player.home3_kabo"}, {tv: "device.home3_sure"})
     assert held_state(db, "home3", ABOUT["Is the TV playing?"], names) == "living room tv playing"
     conn.close()

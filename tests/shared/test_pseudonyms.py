@@ -55,6 +55,13 @@ def test_tables_of_different_id_sets_agree_and_collisions_are_refused(monkeypatc
     monkeypatch.setattr(ps, "_spell", lambda *_: "bababa")
     with pytest.raises(ValueError, match=r"same pseudonym .*make a new pseudonym key"):
         Pseudonyms.derive(KEY, "home1", ["light.home1_a", "light.home1_b"])
+    # two objects alike in nothing but their word's spelling, across domains: refused (reveal would be ambiguous)
+    with pytest.raises(ValueError, match=r"same pseudonym bababa"):
+        Pseudonyms.derive(KEY, "home1", ["light.home1_a", "switch.home1_b"])
+    # like-worded objects share their state name's word: no collision
+    monkeypatch.setattr(ps, "_spell", lambda key, twin, stem: "bababa" if stem == "a" else real_spell(key, twin, stem))
+    shared = Pseudonyms.derive(KEY, "home1", ["lock.home1_a_door", "binary_sensor.home1_a_door"])
+    assert set(shared.table.values()) == {"lock.home1_bababa_door", "binary_sensor.home1_bababa_door"}
     # a fact name's word spelled like a state name's: refused too (reveal could not tell them apart)
     monkeypatch.setattr(
         ps,
@@ -140,6 +147,11 @@ def test_key_and_table_files_are_the_tenant_s_and_bad_ones_are_named(tmp_path: P
     saved.write_text('{"twin_id": "home1", "table": {"a": 1}, "facts": {}}')
     with pytest.raises(ConfigError, match=r"pseudonyms\.json: table"):
         Pseudonyms.load(saved)
+    saved.write_text('{"twin_id": "home1", "table": {"a": "b"}, "facts": {}}')  # would ask "a" by its real name
+    with pytest.raises(ConfigError, match=r"pseudonyms\.json: facts.*other objects"):
+        Pseudonyms.load(saved)
+    with pytest.raises(ValueError, match="fact name for exactly"):
+        Pseudonyms("home1", {"a": "b"})
     # written before fact names: the client refuses it, the daemon writes it again for the same objects
     saved.write_text(json.dumps({"twin_id": "home1", "table": dict(both.table)}))
     with pytest.raises(ConfigError, match=r"pseudonyms\.json: facts.*restart the daemon"):

@@ -321,3 +321,8 @@ async def test_on_pseudonyms_rounds_train_on_them_and_switching_them_on_retrains
     assert (await plain.due()).trigger is None
     assert str((await named_trainer.due()).trigger).startswith("static facts changed")
     assert await plain._same_objects(1, real) and not await named_trainer._same_objects(1, named)
+    # nor from one that learnt the facts under the state names (pseudonyms before fact names)
+    under_state_names = [StaticRecord(fake, "manufacturer", "Aqara"), real[2]]
+    await db.run(RoundHistory.begin, 2, "static facts changed", 20.0, digest(under_state_names), under_state_names)
+    await db.run(RoundHistory.finish, 2, "accepted", "ok", 30.0, 0.95, "/adapters/v2/adapter.onnx_adapter", None)
+    assert not await named_trainer._same_objects(2, named)
