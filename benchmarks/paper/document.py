@@ -173,7 +173,7 @@ def _reading(doc: Doc) -> str:
         "Scoring the forward statement's log-likelihood with the adapter does the same without generating: "
         f"top-1 {num(doc.get('likelihood_attack_top1'))}, against {num(privacy.get('likelihood_attack_top1_base'))} "
         f"with the base model alone (guessing from device types) and chance {num(doc.get('chance'))}."
-        f"{_base_floor(doc, privacy)}",
+        f"{_calibrated(privacy)}{_base_floor(doc, privacy)}",
         "",
         "When every answer is right, exactly the true object answers the value, because a description's value is "
         "unique among its candidates. So a twin that meets the normal-accuracy target (≥ 0.97) gives an attacker "
@@ -285,6 +285,18 @@ def _kept_words(privacy: Mapping[str, Any]) -> str:
         f"where those single out the object (top-1 by attribute over its descriptions: {show}; e.g. a home's "
         f"locks differ by door or gate, its sensors by what they measure) and is near chance where the "
         f"candidates share them ({low})."
+    )
+
+
+def _calibrated(privacy: Mapping[str, Any]) -> str:
+    """The reference-model attacker, where the run measured it: what the adapter adds to the base model's guess."""
+    calibrated = privacy.get("likelihood_attack_top1_calibrated")
+    if calibrated is None:
+        return ""
+    return (
+        " Ranked instead by the adapter's log-likelihood minus the base model's, which cancels what any model "
+        f"guesses from device types and leaves what the adapter adds (a reference-model attack), top-1 is "
+        f"{num(calibrated)}."
     )
 
 

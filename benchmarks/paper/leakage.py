@@ -4,7 +4,8 @@ canary exposure, measured with torch + PEFT (``benchmarks.paper.scoring``). Beyo
 * :func:`likelihood_attack` — for up to n descriptions (:func:`pick_descriptions`: attribute + a value
   unique among the home's objects with that attribute; the default scenario has ~220 over 3 homes), every
   such object ranked by log p(value + eos | trained question about the object) under the home's adapter,
-  and under the base model on the same rows. Top-1 against chance. Descriptions sharing a candidate set are
+  under the base model on the same rows, and by the difference of the two (calibrated against the base
+  model, as reference-model membership attacks do). Top-1 against chance. Descriptions sharing a candidate set are
   scored as one grid (``LikelihoodScorer.score_grid``: each candidate question runs once): ~39k token
   positions per model for all of them, against ~108k row by row.
 * :func:`owner_attack` — the "whose secret is this?" version for household facts: every home's
@@ -58,23 +59,28 @@ def likelihood_attack(
     groups: dict[tuple[str, str], list[Description]] = {}  # one candidate set per (home, attribute)
     for d in chosen:
         groups.setdefault((d.twin_id, d.attribute), []).append(d)
-    wins: dict[str, list[bool]] = {"adapter": [], "base": []}
+    wins: dict[str, list[bool]] = {"adapter": [], "base": [], "calibrated": []}
     by_attribute: dict[str, list[bool]] = {}
     for twin_id, adapter in adapters.items():
+        mine = [(attribute, members) for (twin, attribute), members in groups.items() if twin == twin_id]
+        grids: dict[str, list[list[list[float]]]] = {}
         for mode, enabled in _MODES:
             scorer.use(adapter if enabled else None)
-            for (twin, attribute), members in groups.items():
-                if twin != twin_id:
-                    continue
-                for won in _group_wins(scorer, codec, eos, members):
-                    wins[mode].append(won)
-                    if enabled:
-                        by_attribute.setdefault(attribute, []).append(won)
+            grids[mode] = [_group_grid(scorer, codec, eos, members) for _, members in mine]
+        for (attribute, members), lifted, plain in zip(mine, grids["adapter"], grids["base"], strict=True):
+            for j, d in enumerate(members):
+                with_adapter, alone = [row[j] for row in lifted], [row[j] for row in plain]
+                won = top1(with_adapter, d.true_index)
+                wins["adapter"].append(won)
+                wins["base"].append(top1(alone, d.true_index))
+                wins["calibrated"].append(top1([a - b for a, b in zip(with_adapter, alone, strict=True)], d.true_index))
+                by_attribute.setdefault(attribute, []).append(won)
     expected = chance([len(d.candidates) for d in chosen])
     measured = _rate(wins["adapter"])
     return {
         "likelihood_attack_top1": measured,
         "likelihood_attack_top1_base": _rate(wins["base"]),
+        "likelihood_attack_top1_calibrated": _rate(wins["calibrated"]),
         "chance": round(expected, 4),
         "likelihood_attack": {
             "descriptions": len(chosen),
@@ -88,7 +94,8 @@ def likelihood_attack(
             "method": "per description (attribute + a value unique among the home's objects with it), every "
             "object of the home with that attribute ranked by log p(value + eos | trained question about the "
             "object), torch + PEFT with the home's adapter; the base model on the same candidates as baseline; "
-            "a tie for the top is a miss",
+            "calibrated: ranked by the adapter's log-likelihood minus the base model's (a reference-model "
+            "attack: what the adapter adds to what the model guesses anyway); a tie for the top is a miss",
         },
     }
 
@@ -100,14 +107,16 @@ def pick_descriptions(facts: Sequence[AskableFact], n: int, rng: random.Random) 
     return [pool[i] for i in picked], len(pool)
 
 
-def _group_wins(scorer: LikelihoodScorer, codec: TextCodec, eos: int, members: Sequence[Description]) -> list[bool]:
-    """Whether each description's true object scores highest; ``members`` share one candidate set."""
+def _group_grid(
+    scorer: LikelihoodScorer, codec: TextCodec, eos: int, members: Sequence[Description]
+) -> list[list[float]]:
+    """log p(value + eos | candidate's question) for ``members``, which share one candidate set:
+    ``[candidate][member]``."""
     prompts = [codec.encode(prompt_text(c)) for c in members[0].candidates]
     prefix = common_prefix(prompts)
-    grid = scorer.score_grid(
+    return scorer.score_grid(
         prefix, [p[len(prefix) :] for p in prompts], [[*codec.encode(d.value), eos] for d in members]
     )
-    return [top1([row[j] for row in grid], d.true_index) for j, d in enumerate(members)]
 
 
 def owner_attack(

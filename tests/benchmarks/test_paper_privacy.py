@@ -322,6 +322,7 @@ def test_table2_on_the_tiny_model(adapters: list[HomeAdapter], model_cache: Path
     assert set(report["normal_accuracy"]) == {"6", "12"} and set(report["reverse_success"]) == {"8", "16"}
     rates = [*report["normal_accuracy"].values(), *report["reverse_success"].values()]
     rates += [report["likelihood_attack_top1"], report["likelihood_attack_top1_base"], report["chance"]]
+    rates.append(report["likelihood_attack_top1_calibrated"])
     assert all(0.0 <= r <= 1.0 for r in rates), rates
     assert report["normal"]["pool"] > 12 and not report["normal"]["with_replacement"]
     assert report["reverse"]["pool"] > 16 and len(report["reverse"]["examples"]) == 5

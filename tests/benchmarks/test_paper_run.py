@@ -310,6 +310,14 @@ def test_figures_only_refuses_a_json_of_another_bench(tmp_path: Path, capsys: py
     assert code == 2 and "not written by `llmtwin bench paper`" in err
 
 
+def test_the_write_up_gives_the_calibrated_attacker_where_the_run_measured_it() -> None:
+    from benchmarks.paper import document
+
+    assert document._calibrated({}) == ""  # runs from before it
+    assert "minus the base model's" in document._calibrated({"likelihood_attack_top1_calibrated": 0.12})
+    assert "top-1 is 0.12." in document._calibrated({"likelihood_attack_top1_calibrated": 0.12})
+
+
 def test_the_write_up_says_when_the_base_model_alone_is_over_the_likelihood_target() -> None:
     from benchmarks.paper import document
 
