@@ -54,7 +54,7 @@ from typing import TypeVar
 from shared.errors import ConfigError
 from shared.files import atomic_write_bytes
 from shared.semantic import SENSOR_QUANTITIES, object_prefix
-from shared.templates import FactLike, QAPair, is_household, mentions, object_name, render_value
+from shared.templates import FactLike, QAPair, is_household, mentions, object_name, render_value, rooms
 
 KEY_BYTES = 32
 KEY_FILE = "pseudonym.key"  # in the device's data_dir: the tenant's key
@@ -157,10 +157,12 @@ class Pseudonyms:
     def hide(self, text: str, *, facts: bool = False) -> str:
         """``text`` with each object's name replaced by its state name's: the full name ("home1 kitchen ceiling
         light", "kitchen ceiling light") and the object's own words as state lines write them ("kitchen
-        ceiling", "home1 kitchen ceiling"). With ``facts`` (a question about static facts, for the adapter
-        alone) by its fact name's instead, full names only ("kisufa device"). Case-insensitive, whole words,
-        the longest first. A name worded otherwise ("the ceiling lamp") is not recognised and leaves as
-        written."""
+        ceiling", "home1 kitchen ceiling"); and a room named alone ("Is it warm in the kitchen?") by its
+        objects' state words ("... in the gazi, vetopila and zadufo?"), so the gateway still finds the
+        room's state, as it would by the room's name, without learning the name. With ``facts`` (a question
+        about static facts, for the adapter alone) by its fact name's instead, full names only ("kisufa
+        device"). Case-insensitive, whole words, the longest first. A name worded otherwise ("the ceiling
+        lamp") is not recognised and leaves as written."""
         return (self._hiding_facts if facts else self._hiding)(text)
 
     def unhidden(self, text: str) -> list[str]:
@@ -211,13 +213,23 @@ class Pseudonyms:
         return _rewriter(self._names([(new, old) for old, new in (*self._fact_forms(), *self._state_forms())]))
 
     def _state_forms(self) -> list[tuple[str, str]]:
-        """(real, state name) as written without the home: full names, and own words as state lines write them."""
+        """(real, state name) as written without the home: full names, rooms (a room that is also an object's
+        own words is the room: it names all of them, as it would unhidden), then own words as state lines
+        write them."""
         home = self._home
-        out: list[tuple[str, str]] = []
-        for real, fake in self.table.items():
-            out.append((object_name(real).removeprefix(home), object_name(fake).removeprefix(home)))
-            out.append((self._words(real), self._words(fake)))
-        return out
+        full = [(object_name(r).removeprefix(home), object_name(f).removeprefix(home)) for r, f in self.table.items()]
+        own = [(self._words(real), self._words(fake)) for real, fake in self.table.items()]
+        return [*full, *self._room_forms(), *own]
+
+    def _room_forms(self) -> list[tuple[str, str]]:
+        """(room, its objects' state words): "kitchen" -> "gazi, vetopila and zadufo" (objects alike in their
+        own words share one word), rooms as ``shared.templates.rooms`` finds them in the own words."""
+        own = {real: self._words(real) for real in self.table}
+        room_of = rooms(sorted(set(own.values())))
+        members: dict[str, set[str]] = {}
+        for real, words in own.items():
+            members.setdefault(room_of[words], set()).add(_word(self.twin_id, self.table[real]))
+        return [(room, _listed(sorted(words))) for room, words in sorted(members.items())]
 
     def _fact_forms(self) -> list[tuple[str, str]]:
         """(real, fact name) as written without the home: full names."""
@@ -347,6 +359,11 @@ def fact_pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
     if is_household(entity_id):
         return entity_id
     return f"{FACT_DOMAIN}.{object_prefix(twin_id)}{_spell(key, twin_id, f'fact:{entity_id}')}"
+
+
+def _listed(words: Sequence[str]) -> str:
+    """["a", "b", "c"] -> "a, b and c"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 
 def _word(twin_id: str, fake: str) -> str:

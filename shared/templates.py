@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -318,6 +319,18 @@ def object_name(entity_id: str) -> str:
         return words  # "climate control" would repeat it; no other domain's name ends in "thermostat"
     noun = _DOMAIN_NOUNS.get(domain, domain.replace("_", " "))
     return f"{words} {noun}"
+
+
+def rooms(names: Sequence[str]) -> dict[str, str]:
+    """Each object name's room (names without home or domain: "kitchen ceiling"): its longest leading words
+    that at least 3 names share, else its first word ("kitchen")."""
+    counts = Counter(" ".join(n.split()[:k]) for n in names for k in range(1, len(n.split())))
+    out = {}
+    for name in names:
+        words = name.split()
+        lead = [" ".join(words[:k]) for k in range(1, len(words)) if counts[" ".join(words[:k])] >= 3]
+        out[name] = lead[-1] if lead else words[0]
+    return out
 
 
 def is_household(entity_id: str) -> bool:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from gateway.prompts import StoredState
 from gateway.queries import aggregates, inter_prompt, relevant, twin_prompt
 from shared.semantic import EntityState, format_value, object_prefix
-from shared.templates import HOUSEHOLD_SUFFIX, QAPair, Split
+from shared.templates import HOUSEHOLD_SUFFIX, QAPair, Split, rooms
 
 TEMPLATE_PREFIX = "state."  # QAPair.template of every reading
 ATTRIBUTE = "@state"  # QAPair.attribute of every reading (never a static attribute: those have no "@")
@@ -192,21 +192,10 @@ def entities(entity_ids: Iterable[str], twin_id: str) -> list[_Entity]:
         if not obj or obj.endswith(HOUSEHOLD_SUFFIX) or domain not in _DRAW:
             continue
         named.append((entity_id, domain, obj.removeprefix(prefix).replace("_", " ")))
-    rooms = _rooms([name for _, _, name in named])
-    rest = {n: n.removeprefix(rooms[n]).strip() for _, _, n in named}
+    room = rooms([name for _, _, name in named])
+    rest = {n: n.removeprefix(room[n]).strip() for _, _, n in named}
     counts = Counter((d, rest[n]) for _, d, n in named)
-    return [_Entity(e, d, n, rooms[n], rest[n] if rest[n] and counts[(d, rest[n])] == 1 else n) for e, d, n in named]
-
-
-def _rooms(names: Sequence[str]) -> dict[str, str]:
-    """Each name's room: its longest leading words that at least 3 names share (else its first word)."""
-    counts = Counter(" ".join(n.split()[:k]) for n in names for k in range(1, len(n.split())))
-    out = {}
-    for name in names:
-        words = name.split()
-        lead = [" ".join(words[:k]) for k in range(1, len(words)) if counts[" ".join(words[:k])] >= 3]
-        out[name] = lead[-1] if lead else words[0]
-    return out
+    return [_Entity(e, d, n, room[n], rest[n] if rest[n] and counts[(d, rest[n])] == 1 else n) for e, d, n in named]
 
 
 def _quantity(e: _Entity) -> str | None:

@@ -61,8 +61,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"llmtwin query: {exc}")
         return 2
     if names is not None:
-        args.question = names.hide(args.question, facts=args.facts and not args.inter)  # facts: by fact names
-        _note_unhidden(names, args.question)
+        sent = names.hide(args.question, facts=args.facts and not args.inter)  # facts: by fact names
+        _note_unhidden(names, args.question, sent)
+        args.question = sent
     result = asyncio.run(_ask(args, endpoint, server_key, key))
     if names is not None:
         result = dataclasses.replace(result, answer=names.reveal(result.answer))
@@ -92,14 +93,15 @@ def _names(args: argparse.Namespace, cfg: EdgeConfig | None) -> Pseudonyms | Non
     return names
 
 
-def _note_unhidden(names: Pseudonyms, question: str) -> None:
+def _note_unhidden(names: Pseudonyms, asked: str, sent: str) -> None:
     """Say on stderr which words of an object's real name the question still carries as written (a name
-    worded otherwise than the table knows), and the full names that would have gone as pseudonyms."""
-    left = names.unhidden(question)
+    worded otherwise than the table knows), and the full names that would have gone as pseudonyms (matched
+    on every such word as asked: "the ceiling lamp in the kitchen" -> kitchen ceiling light)."""
+    left = names.unhidden(sent)
     if not left:
         return
     words = ", ".join(repr(w) for w in left)
-    full = names.named_by(left)[:5]
+    full = names.named_by(names.unhidden(asked))[:5]
     hint = f"; name the object in full to send it as its pseudonym, e.g. {', '.join(full)}" if full else ""
     note = f"llmtwin query: note: {words} went to the gateway as written (not a full object name){hint}"
     print(note, file=sys.stderr)

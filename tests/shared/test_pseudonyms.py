@@ -10,8 +10,11 @@ import pytest
 
 import shared.pseudonyms as ps
 from benchmarks.finetune import home_records
+from gateway.prompts import StoredState
+from gateway.queries import relevant
 from shared.errors import ConfigError
 from shared.pseudonyms import Pseudonyms, fact_pseudonym, for_device, load_or_create_key, pseudonym
+from shared.semantic import EntityState
 from shared.templates import is_one_way, object_name, pairs
 
 KEY = bytes(range(32))
@@ -128,6 +131,28 @@ def test_hide_rewrites_full_and_state_line_names_in_any_case_and_reveal_turns_th
         names.hide("Is the hallway front door locked?", facts=True) == "Is the hallway front door locked?"
     )  # full names
     assert names.reveal(f"paired with home1 {fact_lock}") == "paired with home1 hallway front door lock"
+
+
+def test_a_room_named_alone_goes_out_as_its_objects_and_the_gateway_finds_them() -> None:
+    names = table()
+    kitchen = sorted(e for e in names.table if e.partition(".")[2].startswith("home1_kitchen"))
+    words = sorted({ps._word("home1", names.table[e]) for e in kitchen})  # objects alike in own words share one
+    sent = names.hide("Is it warm in the Kitchen?")
+    assert sent == f"Is it warm in the {', '.join(words[:-1])} and {words[-1]}?" and "kitchen" not in sent.casefold()
+    assert names.reveal(sent) == "Is it warm in the kitchen?" and names.unhidden(sent) == []
+    light = object_name(names.table["light.home1_kitchen_ceiling"]).removeprefix("home1 ")
+    assert names.hide("Is the kitchen ceiling light on?") == f"Is the {light} on?"  # a full name is that object
+    # the gateway's state matching picks the room's objects (all of them: each has a word of its own, where
+    # the room's name let it pick the best-matching ones), never another room's
+    every = sorted(names.table)
+    real = [StoredState("home1", EntityState(e, "on"), 1, 0, "group") for e in every]
+    fake = [StoredState("home1", EntityState(names.table[e], "on"), 1, 0, "group") for e in every]
+    back = {fake: real for real, fake in names.table.items()}
+    for question in ("Is it warm in the kitchen?", "Which lights are on in the living room?"):
+        by_name = {s.entity.entity_id for s in relevant(real, question)}
+        hidden = {back[s.entity.entity_id] for s in relevant(fake, names.hide(question))}
+        room = "home1_" + question.rstrip("?").rpartition(" the ")[2].replace(" ", "_")
+        assert by_name <= hidden and all(e.partition(".")[2].startswith(room) for e in hidden)
 
 
 def test_key_and_table_files_are_the_tenant_s_and_bad_ones_are_named(tmp_path: Path) -> None:
