@@ -202,7 +202,8 @@ class Pseudonyms:
 
     @functools.cached_property
     def _hiding(self) -> Callable[[str], str]:
-        return _rewriter(self._names(self._state_forms()))
+        full, rooms, own = self._state_forms()
+        return _rewriter(self._names([*full, *rooms, *own]))  # a room that is an object's own words is the room
 
     @functools.cached_property
     def _hiding_facts(self) -> Callable[[str], str]:
@@ -210,16 +211,17 @@ class Pseudonyms:
 
     @functools.cached_property
     def _revealing(self) -> Callable[[str], str]:
-        return _rewriter(self._names([(new, old) for old, new in (*self._fact_forms(), *self._state_forms())]))
+        full, rooms, own = self._state_forms()
+        forms = (*self._fact_forms(), *full, *own, *rooms)  # a one-object room's word reads back as the object's
+        return _rewriter(self._names([(new, old) for old, new in forms]))
 
-    def _state_forms(self) -> list[tuple[str, str]]:
-        """(real, state name) as written without the home: full names, rooms (a room that is also an object's
-        own words is the room: it names all of them, as it would unhidden), then own words as state lines
+    def _state_forms(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
+        """(real, state name) as written without the home: full names, rooms, and own words as state lines
         write them."""
         home = self._home
         full = [(object_name(r).removeprefix(home), object_name(f).removeprefix(home)) for r, f in self.table.items()]
         own = [(self._words(real), self._words(fake)) for real, fake in self.table.items()]
-        return [*full, *self._room_forms(), *own]
+        return full, self._room_forms(), own
 
     def _room_forms(self) -> list[tuple[str, str]]:
         """(room, its objects' state words): "kitchen" -> "gazi, vetopila and zadufo" (objects alike in their

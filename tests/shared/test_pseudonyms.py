@@ -142,6 +142,11 @@ def test_a_room_named_alone_goes_out_as_its_objects_and_the_gateway_finds_them()
     assert names.reveal(sent) == "Is it warm in the kitchen?" and names.unhidden(sent) == []
     light = object_name(names.table["light.home1_kitchen_ceiling"]).removeprefix("home1 ")
     assert names.hide("Is the kitchen ceiling light on?") == f"Is the {light} on?"  # a full name is that object
+    # a room of one object ("garden" of the garden porch light) is its word, which reads back as the object
+    one = Pseudonyms.derive(KEY, "home1", ["light.home1_garden_porch", "light.home1_kitchen_ceiling"])
+    porch = ps._word("home1", one.table["light.home1_garden_porch"])
+    assert one.hide("Is it dark in the garden?") == f"Is it dark in the {porch}?"
+    assert one.reveal(f"The {porch} is on.") == "The garden porch is on."
     # the gateway's state matching picks the room's objects (all of them: each has a word of its own, where
     # the room's name let it pick the best-matching ones), never another room's
     every = sorted(names.table)
