@@ -218,10 +218,8 @@ class Pseudonyms:
     def _state_forms(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
         """(real, state name) as written without the home: full names, rooms, and own words as state lines
         write them."""
-        home = self._home
-        full = [(object_name(r).removeprefix(home), object_name(f).removeprefix(home)) for r, f in self.table.items()]
         own = [(self._words(real), self._words(fake)) for real, fake in self.table.items()]
-        return full, self._room_forms(), own
+        return self._full_forms(self.table), self._room_forms(), own
 
     def _room_forms(self) -> list[tuple[str, str]]:
         """(room, its objects' state words): "kitchen" -> "gazi, vetopila and zadufo" (objects alike in their
@@ -235,8 +233,13 @@ class Pseudonyms:
 
     def _fact_forms(self) -> list[tuple[str, str]]:
         """(real, fact name) as written without the home: full names."""
-        home = self._home
-        return [(object_name(r).removeprefix(home), object_name(f).removeprefix(home)) for r, f in self.facts.items()]
+        return self._full_forms(self.facts)
+
+    def _full_forms(self, names: Mapping[str, str]) -> list[tuple[str, str]]:
+        """(real full name, pseudonym's full name) of ``names``, without the home."""
+        return [
+            (object_name(r).removeprefix(self._home), object_name(f).removeprefix(self._home)) for r, f in names.items()
+        ]
 
     def _names(self, forms: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
         """(written form, replacement): ``forms`` with and without the home, the first of a form kept; longest first."""
@@ -310,22 +313,23 @@ def for_device(data_dir: Path, twin_id: str, entity_ids: Iterable[str]) -> Pseud
     written to ``<data_dir>/pseudonyms.json`` for the tenant's query client (``llmtwin query --config``)."""
     path = data_dir / TABLE_FILE
     with _LOCK:
-        known = _known(path, twin_id)  # the trainer names the static facts' objects, the pipeline the state's
+        try:
+            stored = path.read_bytes()
+        except OSError:
+            stored = b""
+        known = _known(stored, twin_id)  # the trainer names the static facts' objects, the pipeline the state's
         table = Pseudonyms.derive(load_or_create_key(data_dir / KEY_FILE), twin_id, set(entity_ids) | known)
-        written = table.to_json()
-        with contextlib.suppress(OSError):
-            if path.read_bytes() == written:
-                return table
-        table.save(path)
+        if stored != table.to_json():
+            table.save(path)
     return table
 
 
-def _known(path: Path, twin_id: str) -> set[str]:
-    """The objects the table at ``path`` names for ``twin_id``: none when there is none or it is unreadable
+def _known(stored: bytes, twin_id: str) -> set[str]:
+    """The objects a stored table names for ``twin_id``: none when there is none or it is unreadable
     (rewritten). Read from its state names, which tables from before fact names have too."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = json.loads(stored)
+    except ValueError:
         return set()
     table = doc.get("table") if isinstance(doc, dict) and doc.get("twin_id") == twin_id else None
     return {k for k in table if isinstance(k, str)} if isinstance(table, dict) else set()
@@ -335,13 +339,18 @@ def pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
     """``light.home1_kitchen_ceiling`` -> ``light.home1_vetopila``: the domain, the home prefix and a kind
     word (:data:`KINDS`) kept, the object's other words replaced by HMAC-SHA256(key, twin id, those words)
     spelled as syllables. The household pseudo-entity keeps its id."""
-    if len(key) < 16:
-        raise ValueError("a pseudonym key needs at least 16 bytes")
-    if is_household(entity_id):
+    if _keeps_its_id(key, entity_id):
         return entity_id
     stem, kind = _stem_and_kind(twin_id, entity_id)
     domain = entity_id.partition(".")[0]
     return f"{domain}.{object_prefix(twin_id)}{_spell(key, twin_id, stem)}" + (f"_{kind}" if kind else "")
+
+
+def _keeps_its_id(key: bytes, entity_id: str) -> bool:
+    """Whether ``entity_id`` keeps its id (the household); ValueError for a key too short to name anything."""
+    if len(key) < 16:
+        raise ValueError("a pseudonym key needs at least 16 bytes")
+    return is_household(entity_id)
 
 
 def _stem_and_kind(twin_id: str, entity_id: str) -> tuple[str, str]:
@@ -356,9 +365,7 @@ def fact_pseudonym(key: bytes, twin_id: str, entity_id: str) -> str:
     """``light.home1_kitchen_ceiling`` -> ``device.home1_kisufa``: the home prefix kept, the domain made
     :data:`FACT_DOMAIN` and the rest replaced by HMAC-SHA256(key, twin id, the whole entity id) spelled as
     syllables, another word than :func:`pseudonym`'s. The household pseudo-entity keeps its id."""
-    if len(key) < 16:
-        raise ValueError("a pseudonym key needs at least 16 bytes")
-    if is_household(entity_id):
+    if _keeps_its_id(key, entity_id):
         return entity_id
     return f"{FACT_DOMAIN}.{object_prefix(twin_id)}{_spell(key, twin_id, f'fact:{entity_id}')}"
 
