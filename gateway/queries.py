@@ -12,50 +12,17 @@ exact form, which the edge also fine-tunes on (``edge.finetune.reading``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.prompts import StoredState
+from shared.matching import name_words, pick, words
 from shared.protocol.results import Aggregate, PromptRef
-from shared.semantic import EntityState, object_prefix, render
+from shared.semantic import EntityState, render
 from shared.templates import SYSTEM_PROMPT, query_messages
 
 MAX_CONTEXT_LINES = 24
 MAX_SHARED_LINE_CHARS = 160
-
-_SYNONYMS = {
-    "lamp": "light",
-    "lamps": "light",
-    "lights": "light",
-    "bright": "brightness",
-    "dim": "brightness",
-    "warm": "temperature",
-    "cold": "temperature",
-    "hot": "temperature",
-    "temp": "temperature",
-    "heating": "climate",
-    "thermostat": "climate",
-    "door": "lock",
-    "locked": "lock",
-    "unlocked": "lock",
-    "tv": "media_player",
-    "music": "media_player",
-    "playing": "media_player",
-    "blind": "cover",
-    "blinds": "cover",
-    "shutter": "cover",
-    "plug": "switch",
-    "motion": "binary_sensor",
-    "window": "binary_sensor",
-    "humid": "humidity",
-    "energy": "energy",
-    "power": "power",
-}
-_WORD = re.compile(r"[a-z0-9]+")
-_NUMBERED = re.compile(r"([a-z]+)([0-9]+)")
-# words too generic to pick a state by: "every room" is not the living room (its "living" still counts)
-_GENERIC = frozenset(("room", "rooms"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,46 +44,13 @@ def fact_context(question: str) -> Context:
     return Context(user, (), (), system)
 
 
-def words(text: str) -> set[str]:
-    out = set()
-    for w in _WORD.findall(text.lower()):
-        if w in _GENERIC:
-            continue
-        out.add(_SYNONYMS.get(w, w))
-        if w.endswith("s") and len(w) > 3:
-            out.add(_SYNONYMS.get(w[:-1], w[:-1]))
-        numbered = _NUMBERED.fullmatch(w)
-        if numbered:  # "bedroom2" is also "bedroom" and "2"
-            out.update((_SYNONYMS.get(numbered[1], numbered[1]), numbered[2]))
-    return out
-
-
 def relevant(states: Sequence[StoredState], question: str, limit: int = MAX_CONTEXT_LINES) -> list[StoredState]:
-    """The states the question is about: few, best-matching states whose names (and domains) cover
-    every word of the question that names anything here. Greedily: the states sharing the most
-    still-uncovered words with the question, every one tied for that, then again for the words left.
-    "Is the kitchen ceiling light on?" gets that light, not every light and every kitchen sensor;
-    "Are the bedroom and living room lights on?" gets the living room's lights, then the bedroom's;
-    "Which lights are on?" (or "... in every room?") gets every light. At most ``limit``, the first
-    picked kept, in the order given."""
-    asked = words(question)
-    named = [_name_words(s) & asked for s in states]
-    uncovered = set().union(*named)
-    chosen: list[int] = []  # in the order picked: the cap keeps the best matches
-    while uncovered:
-        gains = [(len(n & uncovered), len(n), i) for i, n in enumerate(named) if i not in chosen and n & uncovered]
-        best = max((gain, total) for gain, total, _ in gains)
-        tier = [i for gain, total, i in gains if (gain, total) == best]
-        chosen.extend(tier)
-        uncovered -= set().union(*(named[i] for i in tier))
-    return [states[i] for i in sorted(chosen[:limit])]
-
-
-def _name_words(s: StoredState) -> set[str]:
-    """The words of a state's name as the context renders it (no twin prefix: "home1" is not "home")."""
-    domain, _, obj = s.entity.entity_id.partition(".")
-    kinds = {domain, "sensor"} if domain == "binary_sensor" else {domain}  # a "motion sensor" is a binary one
-    return words(obj.removeprefix(object_prefix(s.twin_id)).replace("_", " ")) | kinds
+    """The states the question is about (``shared.matching.pick`` on their names and domains): "Is the
+    kitchen ceiling light on?" gets that light, not every light and every kitchen sensor; "Are the bedroom
+    and living room lights on?" gets the living room's lights, then the bedroom's; "Which lights are on?"
+    (or "... in every room?") gets every light. At most ``limit``, the first picked kept, in the order given."""
+    chosen = pick([name_words(s.twin_id, s.entity.entity_id) for s in states], question)
+    return [states[i] for i in sorted(chosen[:limit])]  # in the order picked: the cap keeps the best matches
 
 
 def refs(states: Iterable[StoredState]) -> tuple[PromptRef, ...]:

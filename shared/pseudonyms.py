@@ -46,13 +46,14 @@ import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
 from shared.errors import ConfigError
 from shared.files import atomic_write_bytes
+from shared.matching import name_words, pick
 from shared.semantic import SENSOR_QUANTITIES, object_prefix
 from shared.templates import FactLike, QAPair, is_household, mentions, object_name, render_value, rooms
 
@@ -157,13 +158,51 @@ class Pseudonyms:
     def hide(self, text: str, *, facts: bool = False) -> str:
         """``text`` with each object's name replaced by its state name's: the full name ("home1 kitchen ceiling
         light", "kitchen ceiling light") and the object's own words as state lines write them ("kitchen
-        ceiling", "home1 kitchen ceiling"); and a room named alone ("Is it warm in the kitchen?") by its
-        objects' state words ("... in the gazi, vetopila and zadufo?"), so the gateway still finds the
-        room's state, as it would by the room's name, without learning the name. With ``facts`` (a question
+        ceiling", "home1 kitchen ceiling"); and a room named alone by the state words of its objects that the
+        question is about, as the gateway's state matching picks them by the real names (``shared.matching``):
+        "Is it warm in the kitchen?" -> "... in the gazi?" (its temperature sensor), "Is anything on in the
+        kitchen?" -> "... in the gazi, vetopila and zadufo?" (all of them). So the gateway finds the state it
+        would by the room's name, without learning the name. With ``facts`` (a question
         about static facts, for the adapter alone) by its fact name's instead, full names only ("kisufa
         device"). Case-insensitive, whole words, the longest first. A name worded otherwise ("the ceiling
         lamp") is not recognised and leaves as written."""
-        return (self._hiding_facts if facts else self._hiding)(text)
+        if facts:
+            return self._hiding_facts(text)
+        return self._hiding(text, self._asked_rooms(text))
+
+    def _asked_rooms(self, text: str) -> dict[str, str]:
+        """(room as written, the listing of those of its objects that ``text`` is about) for each room where that
+        is some of its objects; where it is none or all, the room goes out as all of them (:meth:`_room_forms`)."""
+        chosen = {self._ids[i] for i in pick(self._name_words, text)}
+        forms = []
+        for room, members in self._rooms.items():
+            mine = [m for m in members if m in chosen]
+            if mine and len(mine) < len(members):
+                forms.append((room, self._listing(mine)))
+        return dict(self._names(forms))
+
+    @functools.cached_property
+    def _ids(self) -> list[str]:
+        return sorted(self.table)
+
+    @functools.cached_property
+    def _name_words(self) -> list[set[str]]:
+        """``shared.matching.name_words`` of each real name, in :attr:`_ids` order."""
+        return [name_words(self.twin_id, e) for e in self._ids]
+
+    @functools.cached_property
+    def _rooms(self) -> dict[str, list[str]]:
+        """Room -> its objects (real entity ids), rooms as ``shared.templates.rooms`` finds them in the own words."""
+        own = {real: self._words(real) for real in self._ids}
+        room_of = rooms(sorted(set(own.values())))
+        members: dict[str, list[str]] = {}
+        for real, words in own.items():
+            members.setdefault(room_of[words], []).append(real)
+        return dict(sorted(members.items()))
+
+    def _listing(self, members: Iterable[str]) -> str:
+        """The objects' state words, listed: "gazi, vetopila and zadufo" (alike in own words, alike in word)."""
+        return _listed(sorted({_word(self.twin_id, self.table[m]) for m in members}))
 
     def unhidden(self, text: str) -> list[str]:
         """The words of ``text`` (as :meth:`hide` left it) that only the objects' own words use ("kitchen",
@@ -201,19 +240,22 @@ class Pseudonyms:
         return replace(pair, entity_id=self.fact(pair.entity_id), question=self.hide(pair.question, facts=True))
 
     @functools.cached_property
-    def _hiding(self) -> Callable[[str], str]:
+    def _hiding(self) -> _Rewriter:
         full, rooms, own = self._state_forms()
-        return _rewriter(self._names([*full, *rooms, *own]))  # a room that is an object's own words is the room
+        return _Rewriter(self._names([*full, *rooms, *own]))  # a room that is an object's own words is the room
 
     @functools.cached_property
-    def _hiding_facts(self) -> Callable[[str], str]:
-        return _rewriter(self._names(self._fact_forms()))
+    def _hiding_facts(self) -> _Rewriter:
+        return _Rewriter(self._names(self._fact_forms()))
 
     @functools.cached_property
-    def _revealing(self) -> Callable[[str], str]:
+    def _revealing(self) -> _Rewriter:
         full, rooms, own = self._state_forms()
-        forms = (*self._fact_forms(), *full, *own, *rooms)  # a one-object room's word reads back as the object's
-        return _rewriter(self._names([(new, old) for old, new in forms]))
+        # a one-object room's word reads back as the object's own words; a word alone (some of a room's objects,
+        # as hide() lists them) as what it stands for: "gazi" of the kitchen's sensors is "kitchen"
+        stems = [(_stem_and_kind(self.twin_id, real)[0].replace("_", " "), self._listing([real])) for real in self._ids]
+        forms = (*self._fact_forms(), *full, *own, *rooms, *(form for form in stems if form[0]))
+        return _Rewriter(self._names([(new, old) for old, new in forms]))
 
     def _state_forms(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]], list[tuple[str, str]]]:
         """(real, state name) as written without the home: full names, rooms, and own words as state lines
@@ -222,14 +264,8 @@ class Pseudonyms:
         return self._full_forms(self.table), self._room_forms(), own
 
     def _room_forms(self) -> list[tuple[str, str]]:
-        """(room, its objects' state words): "kitchen" -> "gazi, vetopila and zadufo" (objects alike in their
-        own words share one word), rooms as ``shared.templates.rooms`` finds them in the own words."""
-        own = {real: self._words(real) for real in self.table}
-        room_of = rooms(sorted(set(own.values())))
-        members: dict[str, set[str]] = {}
-        for real, words in own.items():
-            members.setdefault(room_of[words], set()).add(_word(self.twin_id, self.table[real]))
-        return [(room, _listed(sorted(words))) for room, words in sorted(members.items())]
+        """(room, all its objects' state words): "kitchen" -> "gazi, vetopila and zadufo"."""
+        return [(room, self._listing(members)) for room, members in self._rooms.items()]
 
     def _fact_forms(self) -> list[tuple[str, str]]:
         """(real, fact name) as written without the home: full names."""
@@ -391,10 +427,17 @@ def _spell(key: bytes, twin_id: str, stem: str) -> str:
     return "".join(out)
 
 
-def _rewriter(names: Sequence[tuple[str, str]]) -> Callable[[str], str]:
-    """Replace every written form in ``names`` (longest first, case-insensitive, whole words)."""
-    if not names:
-        return lambda text: text
-    lookup = {old.casefold(): new for old, new in names}
-    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(old) for old, _ in names) + r")(?!\w)", re.IGNORECASE)
-    return lambda text: pattern.sub(lambda m: lookup[m.group(1).casefold()], text)
+class _Rewriter:
+    """Replaces every written form of ``names`` (longest first, case-insensitive, whole words); a call's
+    ``instead`` replaces some forms otherwise (forms of ``names``, as :meth:`Pseudonyms._names` writes them)."""
+
+    def __init__(self, names: Sequence[tuple[str, str]]) -> None:
+        self._lookup = {old.casefold(): new for old, new in names}
+        alternatives = "|".join(re.escape(old) for old, _ in names)
+        self._pattern = re.compile(rf"(?<!\w)({alternatives})(?!\w)", re.IGNORECASE) if names else None
+
+    def __call__(self, text: str, instead: Mapping[str, str] | None = None) -> str:
+        if self._pattern is None:
+            return text
+        lookup = {**self._lookup, **{old.casefold(): new for old, new in (instead or {}).items()}}
+        return self._pattern.sub(lambda m: lookup[m.group(1).casefold()], text)

@@ -133,13 +133,19 @@ def test_hide_rewrites_full_and_state_line_names_in_any_case_and_reveal_turns_th
     assert names.reveal(f"paired with home1 {fact_lock}") == "paired with home1 hallway front door lock"
 
 
-def test_a_room_named_alone_goes_out_as_its_objects_and_the_gateway_finds_them() -> None:
+def test_a_room_named_alone_goes_out_as_the_objects_asked_about_and_the_gateway_finds_them() -> None:
     names = table()
     kitchen = sorted(e for e in names.table if e.partition(".")[2].startswith("home1_kitchen"))
     words = sorted({ps._word("home1", names.table[e]) for e in kitchen})  # objects alike in own words share one
-    sent = names.hide("Is it warm in the Kitchen?")
-    assert sent == f"Is it warm in the {', '.join(words[:-1])} and {words[-1]}?" and "kitchen" not in sent.casefold()
-    assert names.reveal(sent) == "Is it warm in the kitchen?" and names.unhidden(sent) == []
+    sent = names.hide("Is anything on in the Kitchen?")  # about every object of the room
+    assert (
+        sent == f"Is anything on in the {', '.join(words[:-1])} and {words[-1]}?" and "kitchen" not in sent.casefold()
+    )
+    assert names.reveal(sent) == "Is anything on in the kitchen?" and names.unhidden(sent) == []
+    # about one of them: that object's word alone, which reads back as what it stands for (the room)
+    sensor = ps._word("home1", names.table["sensor.home1_kitchen_temperature"])
+    assert names.hide("Is it warm in the kitchen?") == f"Is it warm in the {sensor}?"
+    assert names.reveal(f"It is 21 °C in the {sensor}.") == "It is 21 °C in the kitchen."
     light = object_name(names.table["light.home1_kitchen_ceiling"]).removeprefix("home1 ")
     assert names.hide("Is the kitchen ceiling light on?") == f"Is the {light} on?"  # a full name is that object
     # a room of one object ("garden" of the garden porch light) is its word, which reads back as the object
@@ -147,17 +153,19 @@ def test_a_room_named_alone_goes_out_as_its_objects_and_the_gateway_finds_them()
     porch = ps._word("home1", one.table["light.home1_garden_porch"])
     assert one.hide("Is it dark in the garden?") == f"Is it dark in the {porch}?"
     assert one.reveal(f"The {porch} is on.") == "The garden porch is on."
-    # the gateway's state matching picks the room's objects (all of them: each has a word of its own, where
-    # the room's name let it pick the best-matching ones), never another room's
+    # the gateway's state matching picks what it picks by the real names: the same in the room, nothing more
+    # outside it (by the real names, "bedroom" also matches bedroom2's objects), for every room of 2+ objects
     every = sorted(names.table)
     real = [StoredState("home1", EntityState(e, "on"), 1, 0, "group") for e in every]
     fake = [StoredState("home1", EntityState(names.table[e], "on"), 1, 0, "group") for e in every]
     back = {fake: real for real, fake in names.table.items()}
-    for question in ("Is it warm in the kitchen?", "Which lights are on in the living room?"):
+    rooms = ("kitchen", "living room", "bedroom", "bedroom2", "bathroom", "hallway", "garage", "office")
+    asked = ("Is it warm in the {}?", "Are the lights on in the {}?", "Is anything on in the {}?")
+    for room, question in ((room, q.format(room)) for room in rooms for q in (*asked, "Is the {} door locked?")):
         by_name = {s.entity.entity_id for s in relevant(real, question)}
         hidden = {back[s.entity.entity_id] for s in relevant(fake, names.hide(question))}
-        room = "home1_" + question.rstrip("?").rpartition(" the ")[2].replace(" ", "_")
-        assert by_name <= hidden and all(e.partition(".")[2].startswith(room) for e in hidden)
+        inside = {e for e in every if e.partition(".")[2].startswith("home1_" + room.replace(" ", "_") + "_")}
+        assert hidden & inside == by_name & inside and hidden - inside <= by_name - inside, question
 
 
 def test_key_and_table_files_are_the_tenant_s_and_bad_ones_are_named(tmp_path: Path) -> None:
