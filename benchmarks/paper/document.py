@@ -208,12 +208,7 @@ def _pseudonyms(privacy: Mapping[str, Any]) -> str:
         return _fact_names(privacy)
     keyed = privacy.get("enumeration_attack_top1_with_key")
     linking = privacy.get("linking_attack") or {}
-    found, bound = privacy.get("linking_attack_top1"), linking.get("bound")
-    reach = (
-        "which is that bound: the attacker found every value's pseudonym"
-        if found is not None and found == bound
-        else f"where knowing the domain of every value would give {num(bound)}"
-    )
+    found = privacy.get("linking_attack_top1")
     return (
         "The homes of this run trained on keyed pseudonyms of their objects (`finetune.pseudonyms`, "
         '`shared.pseudonyms`): every question the twin learnt names "home1 vetopila light", not the real object, '
@@ -224,7 +219,8 @@ def _pseudonyms(privacy: Mapping[str, Any]) -> str:
         "names only the key resolves. Without the key, an attacker who also holds the gateway's pseudonymous "
         "ids can ask every pseudonym, find the one holding the value, and read its domain, which a pseudonym "
         'keeps ("light") so that state matching and aggregates work; then it can only guess among the home\'s '
-        f"objects of that domain: expected top-1 **{num(found)}**, {reach}. That is what an object's type gives "
+        f"objects of that domain: expected top-1 **{num(found)}**, {_reach(found, linking)}. That is what an "
+        "object's type gives "
         "away, and the facts themselves carry it (only lights have a brightness range), so no naming of the "
         "objects takes it back."
     )
@@ -249,20 +245,29 @@ def _fact_names(privacy: Mapping[str, Any]) -> str:
         "(the gateway sees them in the tenant's questions) can ask each one and find the one holding the value. "
         "The name keeps no domain, but the twin answers its other facts (device class, unit, brightness range), "
         "which give the type back, so the attacker can guess among the home's objects of that domain: expected "
-        f"top-1 **{num(privacy.get('linking_attack_top1'))}**, where knowing the domain of every value would give "
-        f"{num(linking.get('bound'))}. That is what an object's type gives away, under any naming."
+        f"top-1 **{num(privacy.get('linking_attack_top1'))}**, {_reach(privacy.get('linking_attack_top1'), linking)}. "
+        "That is what an object's type gives away, under any naming."
     )
 
 
+def _reach(found: Any, linking: Mapping[str, Any]) -> str:
+    """How the linking attacker's top-1 stands to its bound (every value's pseudonym found)."""
+    bound = linking.get("bound")
+    if found is not None and found == bound:
+        return "which is that bound: the attacker found every value's pseudonym"
+    return f"where knowing the domain of every value would give {num(bound)}"
+
+
 def _lift(privacy: Mapping[str, Any]) -> str:
-    """ ": top-1 0.15 against 0.145 with the base model alone, 0.1 standard errors apart" (what the adapter
+    """ ": top-1 0.15 against 0.145 with the base model alone, 0.1 standard errors over it" (what the adapter
     adds; the standard error of the difference of two rates over the same descriptions, taken as independent)."""
     top1, base = privacy.get("likelihood_attack_top1"), privacy.get("likelihood_attack_top1_base")
     n = (privacy.get("likelihood_attack") or {}).get("descriptions")
     if top1 is None or base is None:
         return ""
     se = math.sqrt((top1 * (1 - top1) + base * (1 - base)) / n) if n else 0.0
-    apart = f", {abs(top1 - base) / se:.1f} standard errors apart" if se else ""
+    side = "over" if top1 > base else "under"
+    apart = f", {abs(top1 - base) / se:.1f} standard errors {side} it" if se else ""
     return f": the likelihood attacker's top-1 is {num(top1)} against {num(base)} with the base model alone{apart}"
 
 

@@ -359,6 +359,9 @@ def test_the_write_up_says_whether_the_homes_trained_on_pseudonyms() -> None:
     scored |= {"likelihood_attack": {"descriptions": 200}}
     text = document._pseudonyms({**facts, **scored})
     assert '"home1 kisufa device"' in text and "the enumeration attacker reaches 0.98" in text
-    assert "top-1 is 0.15 against 0.145 with the base model alone, 0.1 standard errors apart" in text
+    assert "top-1 is 0.15 against 0.145 with the base model alone, 0.1 standard errors over it" in text
     assert "which give the type back" in text and "top-1 **0.2**, where knowing the domain" in text
     assert "auto_lock_s" not in text
+    below = document._pseudonyms({**facts, **scored, "likelihood_attack_top1": 0.085, "linking_attack_top1": 0.23})
+    assert "0.085 against 0.145 with the base model alone, 1.9 standard errors under it" in below
+    assert "top-1 **0.23**, which is that bound" in below
