@@ -439,5 +439,5 @@ class _Rewriter:
     def __call__(self, text: str, instead: Mapping[str, str] | None = None) -> str:
         if self._pattern is None:
             return text
-        lookup = {**self._lookup, **{old.casefold(): new for old, new in (instead or {}).items()}}
-        return self._pattern.sub(lambda m: lookup[m.group(1).casefold()], text)
+        other = {old.casefold(): new for old, new in (instead or {}).items()}
+        return self._pattern.sub(lambda m: other.get(k := m.group(1).casefold()) or self._lookup[k], text)
